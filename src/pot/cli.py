@@ -1,0 +1,167 @@
+"""The `pot` command line."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from pot.budget import Budget
+from pot.methods import METHODS, TREE_SEARCH, method_config
+from pot.methods.common import Result
+from pot.search import Tree
+from pot.tasks import Task, TaskFormatError, Test, get_task
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+class UsageError(ValueError):
+    pass
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def task_from_text(problem: str, tests_file: Path, hidden_file: Path | None) -> Task:
+    """A task from a statement and a file of assert statements (hidden defaults to public)."""
+
+    def read_asserts(path: Path) -> list[Test]:
+        if not path.is_file():
+            raise UsageError(f"tests file {path} not found: pass a file of assert statements")
+        try:
+            module = ast.parse(path.read_text())
+        except SyntaxError as e:
+            raise UsageError(f"{path}:{e.lineno}: not valid Python ({e.msg})") from None
+        tests = [Test("assert", ast.unparse(s)) for s in module.body if isinstance(s, ast.Assert)]
+        if not tests:
+            raise UsageError(f"{path} has no top-level assert statement: write one test per line")
+        return tests
+
+    public = read_asserts(tests_file)
+    calls = [n for n in ast.walk(ast.parse(public[0].source)) if isinstance(n, ast.Call)]
+    entry = next((c.func.id for c in calls if isinstance(c.func, ast.Name)), None)
+    usage = f"{problem}\nYour code should pass this test:\n{public[0].source}"
+    return Task(
+        id="cli/problem", prompt=usage, entry_point=entry, public_tests=public,
+        hidden_tests=read_asserts(hidden_file) if hidden_file else public,
+    )
+
+
+def resolve_task(
+    spec: str | None, task_file: Path | None, task_id: str | None, problem: str | None,
+    tests: Path | None, hidden_tests: Path | None,
+) -> Task:
+    if problem is not None:
+        if tests is None:
+            raise UsageError("--problem needs --tests FILE (a file of assert statements)")
+        return task_from_text(problem, tests, hidden_tests)
+    if task_file is not None:
+        if not task_file.exists():
+            raise UsageError(f"task file {task_file} not found")
+        return get_task(f"{task_file}/{task_id}" if task_id else str(task_file))
+    if spec is None:
+        raise UsageError("name a task (e.g. mbpp:validation/523), or --task-file, or --problem")
+    return get_task(spec)
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r}: use --set name=value, e.g. --set search.k=8")
+        overrides[key] = value
+    return overrides
+
+
+def print_progress(tree: Tree) -> None:
+    programs = tree.nodes[1:]
+    best = max((n.reward for n in programs), default=0.0)
+    last = programs[-1] if programs else tree.root
+    console.print(
+        f"simulation {last.simulation:>3}  programs {len(programs):>3}  "
+        f"best reward {best:.2f}  policy v{last.policy_version}",
+        highlight=False,
+    )
+
+
+def reward_curve(result: Result) -> str:
+    best, curve = 0.0, []
+    for node in result.trace["nodes"][1:]:
+        best = max(best, node["reward"])
+        curve.append(SPARK[min(int(best * (len(SPARK) - 1)), len(SPARK) - 1)])
+    return "".join(curve)
+
+
+def print_result(result: Result, trace_path: Path) -> None:
+    console.rule(f"{result.task_id} · {result.method}")
+    console.print(Syntax(result.answer, "python", theme="ansi_dark"))
+    verdict = "[green]PASS[/]" if result.hidden_passed else f"[red]{result.hidden_verdict}[/]"
+    console.print(
+        f"public reward {result.public_reward:.2f}   hidden tests {verdict}"
+        f"{'   (oracle feedback)' if result.oracle else ''}"
+    )
+    console.print(f"best public reward per program: {reward_curve(result)}")
+    table = Table(title="costs", show_header=False)
+    for name, value in result.costs.to_dict().items():
+        table.add_row(name, f"{value:.2f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"trace written to {trace_path}")
+
+
+@app.command()
+def solve(
+    task: Annotated[str | None, typer.Argument(help="e.g. mbpp:validation/523")] = None,
+    task_file: Annotated[Path | None, typer.Option(help="a task file (JSONL)")] = None,
+    id: Annotated[str | None, typer.Option("--id", help="task id within --task-file")] = None,
+    problem: Annotated[str | None, typer.Option(help="problem statement text")] = None,
+    tests: Annotated[Path | None, typer.Option(help="file of public assert tests")] = None,
+    hidden_tests: Annotated[Path | None, typer.Option(help="file of hidden assert tests")] = None,
+    method: Annotated[str, typer.Option(help=f"one of {', '.join(METHODS)}")] = "pot",
+    model: Annotated[str, typer.Option(help="'default', a Hugging Face id or a directory")] = (
+        "default"
+    ),
+    budget: Annotated[str, typer.Option(help="e.g. programs=12,tokens=20000,seconds=300")] = "",
+    seed: int = 0,
+    oracle: Annotated[bool, typer.Option(help="feedback from the hidden tests")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="config override, e.g. search.k=8")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where the trace JSON goes")] = Path("runs/solve"),
+) -> None:
+    """Solve one problem and show the answer, its reward curve and where the trace went."""
+    from pot.api import load_policy, open_sandbox
+    from pot.methods import solve as solve_task
+
+    try:
+        the_task = resolve_task(task, task_file, id, problem, tests, hidden_tests)
+        config = method_config(method, parse_overrides(set_ or []))
+        the_budget = Budget.parse(budget)
+        policy = load_policy(model)
+    except (UsageError, TaskFormatError, ValueError, LookupError) as e:
+        fail(str(e))
+    console.print(f"solving {the_task.id} with {method} on {model}", highlight=False)
+    with open_sandbox() as sandbox:
+        result = solve_task(
+            the_task, policy, sandbox, method, config=config, budget=the_budget, seed=seed,
+            oracle=oracle, on_simulation=print_progress if method in TREE_SEARCH else None,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    trace_path = out / f"{the_task.id.replace('/', '_')}.{method}.json"
+    trace_path.write_text(json.dumps(result.to_dict(), indent=1))
+    print_result(result, trace_path)
+
+
+def main() -> None:
+    app(sys.argv[1:])

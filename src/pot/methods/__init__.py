@@ -1,0 +1,88 @@
+"""Test-time methods, all run by `solve` on the same policy, sandbox and budget accounting.
+
+Each method module has a config dataclass with its paper's defaults and a
+`run(task, policy, sandbox, ledger, config, seed) -> Tree`; the tree holds every program it
+wrote (a chain for self-repair, a fan for best-of-N). `solve` gives the method a public-only
+view of the task and judges the answer on the hidden tests after the method is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from pot.budget import Budget, Ledger
+from pot.methods import best_of_n, pot, search_only, self_repair, zero_shot
+from pot.methods.common import Result, first_solved, public_view
+from pot.search import Tree
+
+METHODS: dict[str, tuple[Callable[..., Tree], type]] = {
+    "zero-shot": (zero_shot.run, zero_shot.ZeroShotConfig),
+    "best-of-n": (best_of_n.run, best_of_n.BestOfNConfig),
+    "self-repair": (self_repair.run, self_repair.SelfRepairConfig),
+    "search-only": (search_only.run, search_only.SearchOnlyConfig),
+    "pot": (pot.run, pot.PoTConfig),
+}
+TREE_SEARCH = {"search-only", "pot"}
+
+
+class UnknownMethodError(ValueError):
+    pass
+
+
+def _method(method: str) -> tuple[Callable[..., Tree], type]:
+    if method not in METHODS:
+        raise UnknownMethodError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def method_config(method: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The method's default config with dotted overrides, e.g. {"search.k": 8}."""
+    config = _method(method)[1]()
+    for key, value in (overrides or {}).items():
+        *parents, name = key.split(".")
+        target = config
+        for part in parents:
+            target = getattr(target, part, None)
+        if target is None or not dataclasses.is_dataclass(target) or not hasattr(target, name):
+            raise ValueError(f"unknown option {key!r} for method {method!r}")
+        setattr(target, name, type(getattr(target, name))(value))
+    return config
+
+
+def solve(
+    task: Any,
+    policy: Any,
+    sandbox: Any,
+    method: str = "pot",
+    *,
+    config: Any = None,
+    budget: Budget | None = None,
+    seed: int = 0,
+    oracle: bool = False,
+    on_simulation: Callable[[Tree], None] | None = None,
+) -> Result:
+    run, _ = _method(method)
+    config = config if config is not None else method_config(method)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    policy.reset()
+    ledger = Ledger(budget or Budget())
+    view = public_view(task, oracle)
+    kwargs = {"on_simulation": on_simulation} if method in TREE_SEARCH else {}
+    tree = run(view, policy, sandbox, ledger, config, seed=seed, **kwargs)
+    costs = ledger.finish()
+    best = tree.best()
+    answer = best.program if best else ""
+    hidden = sandbox.evaluate_task(task, answer, split="hidden")
+    return Result(
+        task_id=task.id, method=method, seed=seed, oracle=oracle, answer=answer,
+        public_reward=best.reward if best else 0.0, hidden_passed=hidden.all_passed,
+        hidden_reward=hidden.reward, hidden_verdict=hidden.verdict.value,
+        first_solved_program=first_solved(tree), costs=costs,
+        config=dataclasses.asdict(config), trace=tree.to_dict(),
+    )

