@@ -68,6 +68,18 @@ def _instruction(task: Task, *, corrected: bool) -> str:
     return f"Write {what} that solves the problem, in one ```python code block.{io}"
 
 
+def closing_fence_end(text: str) -> int | None:
+    """Index just past the ``` that closes the first fenced block, or None while it is open."""
+    opening = text.find("```")
+    if opening < 0:
+        return None
+    line_end = text.find("\n", opening)
+    if line_end < 0:
+        return None
+    closing = text.find("```", line_end)
+    return None if closing < 0 else closing + 3
+
+
 def extract_code(text: str) -> str:
     """The first fenced code block (```python or ```), an unclosed final block, or all text."""
     match = _FENCED_BLOCK.search(text) or _UNCLOSED_BLOCK.search(text)

@@ -161,15 +161,23 @@ def run_search(
         ledger.simulations += 1
         prompt = path_prompt(task, tree.path(leaf), policy, config.max_prompt_tokens)
         completions = ledger.sample(
-            policy, prompt, config.k, temperature=config.temperature, top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens, seed=seed * 1_000_003 + ledger.simulations,
+            policy,
+            prompt,
+            config.k,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+            seed=seed * 1_000_003 + ledger.simulations,
         )
+        if not completions:
+            break
         children = expand(tree, leaf, task, sandbox, ledger, completions, "sampled", policy)
         if trainer is not None and len(children) > 1 and not _done(tree, ledger, config):
             ledger.update(trainer, prompt, completions, [c.reward for c in children])
         if config.commit and not _done(tree, ledger, config):
-            greedy = ledger.sample(policy, prompt, 1, greedy=True,
-                                   max_new_tokens=config.max_new_tokens)
+            greedy = ledger.sample(
+                policy, prompt, 1, greedy=True, max_new_tokens=config.max_new_tokens
+            )
             expand(tree, leaf, task, sandbox, ledger, greedy, "committed", policy)
         if on_simulation is not None:
             on_simulation(tree)
@@ -203,9 +211,16 @@ def expand(
     evaluations = ledger.evaluate(sandbox, task, programs)
     return [
         tree.add_child(
-            leaf, creator, program=program, completion=c.text, feedback=ev.feedback,
-            reward=ev.reward, verdict=ev.verdict.value, mean_logprob=c.mean_logprob,
-            policy_version=policy.version, simulation=ledger.simulations,
+            leaf,
+            creator,
+            program=program,
+            completion=c.text,
+            feedback=ev.feedback,
+            reward=ev.reward,
+            verdict=ev.verdict.value,
+            mean_logprob=c.mean_logprob,
+            policy_version=policy.version,
+            simulation=ledger.simulations,
             created_s=ledger.elapsed(),
         )
         for program, c, ev in zip(programs, completions, evaluations, strict=True)

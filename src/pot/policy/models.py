@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    GgufConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -47,11 +49,14 @@ def load_model(
     """
     key = ALIASES.get(name, name)
     source = str(cached_embedded_model(key)) if key in EMBEDDED_MODELS else name
+    if _looks_like_path(source) and not Path(source).expanduser().is_dir():
+        raise ModelNotFoundError(_not_found_message(name, "no such directory"))
     try:
+        AutoConfig.from_pretrained(source)  # the one cheap probe: fails fast on a bad name
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError) as error:
-        raise ModelNotFoundError(_not_found_message(name, error)) from None
+        raise ModelNotFoundError(_not_found_message(name, _first_line(error))) from None
     return model.to(device).eval(), tokenizer
 
 
@@ -63,7 +68,10 @@ def cached_embedded_model(key: str) -> Path:
     embedded = EMBEDDED_MODELS[key]
     gguf_dir = str(resources.files(embedded.package))
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=embedded.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=embedded.gguf_file)
+    # dequantize=True drops the GGUF quantizer after loading, so save_pretrained accepts the model
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=embedded.gguf_file, quantization_config=GgufConfig(dequantize=True)
+    )
     staging = target.with_name(f"{key}.partial-{os.getpid()}")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
@@ -80,8 +88,17 @@ def _is_saved_model(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file()
 
 
-def _not_found_message(name: str, error: Exception) -> str:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _looks_like_path(name: str) -> bool:
+    # a Hub id is "name" or "owner/name"
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _not_found_message(name: str, reason: str) -> str:
     embedded = ", ".join(f"{key!r}" for key in EMBEDDED_MODELS)
     aliases = ", ".join(f"{alias!r} -> {key!r}" for alias, key in ALIASES.items())
     return (

@@ -31,6 +31,13 @@ class Limits:
     max_open_files: int = 64
     max_file_bytes: int = 10_000_000  # RLIMIT_FSIZE: largest file the program may write
 
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"Limits.{name} must be positive, got {value!r}")
+        if self.max_open_files < 8:
+            raise ValueError("Limits.max_open_files must be at least 8 (stdio and the result pipe)")
+
 
 @dataclass
 class TestResult:
@@ -65,7 +72,9 @@ class Evaluation:
 
     @property
     def verdict(self) -> Verdict:
-        return next((r.verdict for r in self.results if r.verdict is not Verdict.PASS), Verdict.PASS)
+        return next(
+            (r.verdict for r in self.results if r.verdict is not Verdict.PASS), Verdict.PASS
+        )
 
 
 def clip(text: str, limit: int) -> str:

@@ -1,17 +1,21 @@
 """The warm worker that runs inside the sandbox (standard library only, no `pot` imports).
 
-The host starts it as `python3 -S -s -B -P -c <this file>`. It reads one JSON request per line
-on stdin and answers one JSON line on stdout. Each request is one program on one test: the
-worker forks a child with setsid and rlimits, gives it real file descriptors (a memfd on
-stdin, pipes on stdout and stderr), runs setup code, program and test in the child, and
-reports what happened. It never sees expected outputs: the host compares them. The child writes
-its record on a separate pipe, prefixed by a per-run random nonce, so printing a fake result
-or exiting early cannot pass a test.
+The host starts it as `python3 -S -s -B -P -c <this file> [UID GID]`; with UID and GID (limited
+mode started as root) each forked child switches to that user before running the program.
+
+It reads one JSON request per line on stdin and answers one JSON line on stdout. Each request
+is one program on one test: the worker forks a child with setsid and rlimits, gives it real
+file descriptors (a memfd on stdin, pipes on stdout and stderr), runs setup code, program and
+test in the child, and reports what happened. It never sees expected outputs: the host compares
+them. The child writes its record on a separate pipe, prefixed by a per-run random nonce, so
+printing a fake result or exiting early cannot pass a test.
 """
 
 import ast
 import builtins
+import contextlib
 import ctypes
+import gc
 import io
 import json
 import linecache
@@ -24,17 +28,30 @@ import sys
 import time
 import traceback
 
+# Bound here, at start-up: programs share this interpreter and may rebind the builtins (e.g.
+# `builtins.exec = lambda *a: None` to skip the test), so the harness must not look them up later.
+exec, compile, isinstance, repr = exec, compile, isinstance, repr
+BaseException, SystemExit, AssertionError, MemoryError = (
+    BaseException, SystemExit, AssertionError, MemoryError
+)  # fmt: skip
+
 RESULT_FD = 3
+PROGRAM_USER = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) == 3 else None  # uid, gid
 READ_CHUNK = 1 << 16
 STDERR_KEEP = 4096
 FIELD_CHARS = 1000
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 SOURCES = ("<setup>", "<program>", "<test>")
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+quote = json.encoder.encode_basestring_ascii  # C function, bound before any program runs
+
+
 def prctl(option: int, value: int) -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    LIBC.prctl(option, value, 0, 0, 0)
 
 
 def send(record: dict) -> None:
@@ -58,13 +75,26 @@ def format_error(exc: BaseException) -> str:
     return "".join(lines).rstrip()
 
 
-def failed_assert_left_side(exc: AssertionError) -> str:
-    """For `assert a == b` in a test, the value of `a` (what the program actually returned)."""
+def last_frame(exc: BaseException):
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    if tb is None or tb.tb_frame.f_code.co_filename != "<test>":
-        return ""
+    return tb
+
+
+def failed_in_test(exc: BaseException) -> bool:
+    """An assert of the test itself failed: the program ran but gave a wrong answer."""
+    tb = last_frame(exc)
+    return (
+        isinstance(exc, AssertionError)
+        and tb is not None
+        and tb.tb_frame.f_code.co_filename == "<test>"
+    )
+
+
+def failed_assert_left_side(exc: BaseException) -> str:
+    """For `assert a == b` in a test, the value of `a` (what the program actually returned)."""
+    tb = last_frame(exc)
     source = "".join(linecache.cache["<test>"][2])
     for node in ast.walk(ast.parse(source)):
         if (
@@ -100,17 +130,23 @@ def call_entry_point(namespace: dict, entry_point: str, arguments: str) -> objec
     return function(*json.loads(arguments))
 
 
+def record_line(nonce: str, record: dict[str, str]) -> bytes:
+    """The record as one JSON line, built without json.dumps, which the program may patch."""
+    fields = ", ".join(f"{quote(key)}: {quote(value)}" for key, value in record.items())
+    return f"{nonce}{{{fields}}}\n".encode()
+
+
 def run_in_child(request: dict, program: object, nonce: str) -> None:
     """Body of the forked child: setup, program, test; then one record on RESULT_FD."""
-    write, exit_now, dumps = os.write, os._exit, json.dumps  # the program may monkeypatch these
+    write, exit_now, dumps = os.write, os._exit, json.dumps  # the program may monkeypatch os, json
 
-    def report(record: dict) -> None:
-        write(RESULT_FD, (nonce + dumps(record) + "\n").encode())
+    def report(record: dict[str, str]) -> None:
+        write(RESULT_FD, record_line(nonce, record))
 
     kind = request["kind"]
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     phase = "setup"
-    record: dict = {"status": "completed"}
+    record = {"status": "completed"}
     try:
         if request["setup"]:
             exec(compile(request["setup"], "<setup>", "exec"), namespace)
@@ -133,16 +169,13 @@ def run_in_child(request: dict, program: object, nonce: str) -> None:
     except BaseException as exc:  # noqa: BLE001 - any failure of untrusted code is a verdict
         status = "memory_limit" if isinstance(exc, MemoryError) else "runtime_error"
         error = format_error(exc)
-        if isinstance(exc, AssertionError) and phase == "test":
-            try:
+        if phase == "test" and failed_in_test(exc):
+            status = "wrong_answer"
+            with contextlib.suppress(BaseException):  # the hint is optional
                 error = f"{error}\n{failed_assert_left_side(exc)}".rstrip()
-            except BaseException:  # noqa: BLE001 - the hint is optional
-                pass
         record = {"status": status, "phase": phase, "error": clip(error)}
-    try:
+    with contextlib.suppress(BaseException):  # the program may have closed stdout
         sys.stdout.flush()
-    except BaseException:  # noqa: BLE001 - the program may have closed stdout
-        pass
     try:
         report(record)
     except BaseException:  # noqa: BLE001 - e.g. the value was too large to encode
@@ -169,15 +202,24 @@ def start_child(request: dict, program: object, stdin_fd: int, out_w: int, err_w
         return pid, nonce
     try:
         os.setsid()
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # in limited mode nothing else ends it with us
         for fd, target in ((stdin_fd, 0), (out_w, 1), (err_w, 2), (res_w, RESULT_FD)):
             os.dup2(fd, target)
         os.closerange(RESULT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         set_limits(request)
+        if PROGRAM_USER is not None:  # limited mode started as root: the program runs as nobody
+            os.setgroups([])
+            os.setgid(PROGRAM_USER[1])
+            os.setuid(PROGRAM_USER[0])
+        sys.argv = ["<program>"]
         sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-            open(2, "wb", buffering=0, closefd=False), encoding="utf-8", write_through=True
+            open(2, "wb", buffering=0, closefd=False),  # noqa: SIM115
+            encoding="utf-8",
+            write_through=True,
         )
         run_in_child(request, program, nonce)
     finally:
@@ -195,28 +237,28 @@ def kill_descendants(pid: int) -> int:
     This worker is a child subreaper, so orphans (double forks, setsid) are re-parented to it
     and none can escape: once it has no children left it has no descendants either.
     """
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     status = 0
     while True:
-        for other in child_pids():
-            try:
-                os.kill(other, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         try:
-            reaped, wait_status = os.waitpid(-1, 0)
+            reaped, wait_status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return status
+        if reaped == 0:  # some are still running: kill every child, then wait for one
+            for other in child_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(other, signal.SIGKILL)
+            reaped, wait_status = os.waitpid(-1, 0)
         if reaped == pid:
             status = wait_status
 
 
 def parse_records(data: bytes, nonce: str) -> list[dict]:
     prefix = nonce.encode()
-    return [json.loads(line[len(prefix) :]) for line in data.splitlines() if line.startswith(prefix)]
+    return [
+        json.loads(line[len(prefix) :]) for line in data.splitlines() if line.startswith(prefix)
+    ]
 
 
 def drain(fd: int, buffer: bytearray, limit: int) -> None:
@@ -244,6 +286,7 @@ def run_one(request: dict, program: object) -> dict:
     open_fds = [out_r, err_r, res_r, pidfd]
     deadline = start + request["timeout_s"]
     limit = request["output_bytes"]
+    printed = 0  # stdout and stderr bytes, for the output limit
     stopped = ""
     while not stopped:
         remaining = deadline - time.monotonic()
@@ -258,9 +301,10 @@ def run_one(request: dict, program: object) -> dict:
             if not data:
                 open_fds.remove(fd)
             buffers[fd] += data
+            printed += len(data) if fd != res_r else 0
             if fd == err_r and len(buffers[fd]) > 2 * STDERR_KEEP:
                 del buffers[fd][:-STDERR_KEEP]
-        if len(buffers[out_r]) > limit or len(buffers[res_r]) > limit:
+        if printed > limit or len(buffers[res_r]) > limit:
             stopped = "output_limit"
     seconds = time.monotonic() - start
     wait_status = kill_descendants(pid)
@@ -304,10 +348,8 @@ def clear_directory(path: str) -> None:
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(entry.path)
-            except OSError:
-                pass
 
 
 def compile_program(source: str) -> tuple[object, str]:
@@ -320,7 +362,9 @@ def compile_program(source: str) -> tuple[object, str]:
 def main() -> None:
     prctl(PR_SET_DUMPABLE, 0)  # no same-uid process may read or write this one's memory
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as PID 1 (bwrap) no other signal can reach it
     scratch = os.getcwd()
+    gc.freeze()  # forked children's garbage collections then leave the worker's pages shared
     send({"ready": True, "python": sys.version.split()[0], "uid": os.getuid()})
     last_source, program, syntax_error = None, None, ""
     for line in sys.stdin.buffer:
@@ -329,7 +373,6 @@ def main() -> None:
             last_source = request["program"]
             program, syntax_error = compile_program(last_source)
             remember_source("<program>", last_source)
-            remember_source("<test>", "")
         if syntax_error:
             send({"status": "syntax_error", "error": syntax_error, "seconds": 0.0})
             continue

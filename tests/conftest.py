@@ -1,0 +1,9 @@
+import pytest
+
+from pot.sandbox import Sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    with Sandbox() as box:
+        yield box
