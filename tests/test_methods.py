@@ -10,40 +10,12 @@ import pytest
 
 from pot.budget import Budget, Ledger
 from pot.methods import METHODS, UnknownMethodError, method_config, solve
-from pot.policy.base import Completion
 from pot.search import SearchConfig, run_search
 from pot.tasks import Task, Test
+from tests.scripted import ScriptedPolicy
 
 GOOD = "def add(a, b):\n    return a + b"
 WRONG = "def add(a, b):\n    return a - b"
-
-
-class ScriptedPolicy:
-    """Writes the scripted programs in turn (cycling); each completion costs `tokens` tokens."""
-
-    def __init__(self, programs: list[str], tokens: int = 10) -> None:
-        self.programs, self.tokens = programs, tokens
-        self.prompts: list[str] = []
-        self.reset()
-
-    def reset(self) -> None:
-        self.version = 0
-        self._next = itertools.cycle(self.programs)
-
-    def _complete(self, prompt, max_new_tokens: int) -> Completion:
-        self.prompts.append(prompt[-1]["content"])
-        n = min(self.tokens, max_new_tokens)
-        text = f"```python\n{next(self._next)}\n```"
-        return Completion(text, list(range(n)), [-0.5] * n, 7, "stop")
-
-    def sample(self, prompt, n, *, temperature=0.7, top_p=1.0, max_new_tokens=2048, seed=None):
-        return [self._complete(prompt, max_new_tokens) for _ in range(n)]
-
-    def greedy(self, prompt, *, max_new_tokens=2048):
-        return self._complete(prompt, max_new_tokens)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
 
 def add_task(hidden: list[Test] | None = None) -> Task:

@@ -10,8 +10,12 @@ TASK = Task(
     starter_code="def add(a, b):\n    pass",
 )
 ATTEMPTS = [
-    Attempt(program="def add(a, b):\n    return a - b", feedback="add(1, 2) returned -1, expected 3"),
-    Attempt(program="def add(a, b):\n    return a * b", feedback="add(1, 2) returned 2, expected 3"),
+    Attempt(
+        program="def add(a, b):\n    return a - b", feedback="add(1, 2) returned -1, expected 3"
+    ),
+    Attempt(
+        program="def add(a, b):\n    return a * b", feedback="add(1, 2) returned 2, expected 3"
+    ),
     Attempt(program="def add(a, b):\n    return b", feedback="add(1, 2) returned 2, expected 3"),
 ]
 

@@ -1,0 +1,39 @@
+"""A real tiny policy whose rollouts are scripted, for exact tests of the search arithmetic."""
+
+import itertools
+
+from pot.policy import Completion, TransformersPolicy
+from pot.policy.tiny import tiny_random_model
+
+
+class ScriptedPolicy(TransformersPolicy):
+    """A real (tiny, random) policy whose rollouts are the scripted programs in turn, cycling.
+
+    Log-probs, the adapter and GRPO updates are the real ones; only sampling is replaced, and
+    each completion is cut to `tokens` tokens (at most max_new_tokens) to make costs exact.
+    """
+
+    def __init__(self, programs: list[str], tokens: int = 10) -> None:
+        super().__init__(*tiny_random_model(seed=0))
+        self.programs, self.tokens = programs, tokens
+        self.prompts: list[str] = []
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self._next = itertools.cycle(self.programs)
+
+    def _complete(self, prompt, max_new_tokens: int) -> Completion:
+        self.prompts.append(prompt[-1]["content"])
+        text = f"```python\n{next(self._next)}\n```"
+        prompt_ids = self.encode_prompt(prompt)
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        ids = (ids * self.tokens)[: min(self.tokens, max_new_tokens)]
+        (logprobs,) = self.completion_logprobs(prompt_ids, [ids])
+        return Completion(text, ids, logprobs.tolist(), len(prompt_ids), "stop")
+
+    def sample(self, prompt, n, *, temperature=0.7, top_p=1.0, max_new_tokens=2048, seed=None):
+        return [self._complete(prompt, max_new_tokens) for _ in range(n)]
+
+    def greedy(self, prompt, *, max_new_tokens=2048):
+        return self._complete(prompt, max_new_tokens)
