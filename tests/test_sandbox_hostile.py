@@ -140,6 +140,7 @@ def orphans_of_uid(uid: int) -> set[int]:
 def box(request):
     os.environ["POT_TEST_SECRET"] = SECRET
     orphans_before = orphans_of_uid(65534)
+    others = descendants(os.getpid())  # e.g. the session-wide sandbox of other test modules
     try:
         if request.param == "limited":
             with pytest.warns(IsolationWarning, match="LIMITED"):
@@ -152,7 +153,7 @@ def box(request):
         yield sandbox
         # After the whole suite: only the warm workers remain below us, none a zombie,
         # and nothing of the sandbox user escaped to init.
-        workers = descendants(os.getpid())
+        workers = descendants(os.getpid()) - others
         assert len(workers) == (2 if request.param == "bwrap" else 1) * sandbox.workers
         assert "Z" not in nobody_processes_of(workers).values()
         assert orphans_of_uid(65534) <= orphans_before

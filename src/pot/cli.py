@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,12 +23,17 @@ console = Console(stderr=True)
 SPARK = "▁▂▃▄▅▆▇█"
 
 
+@app.callback()
+def main_options() -> None:
+    """Policy of Thoughts: test-time policy evolution for LLM reasoning on code."""
+
+
 class UsageError(ValueError):
     pass
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -162,6 +166,3 @@ def solve(
     trace_path.write_text(json.dumps(result.to_dict(), indent=1))
     print_result(result, trace_path)
 
-
-def main() -> None:
-    app(sys.argv[1:])

@@ -1,0 +1,32 @@
+"""Benchmarks: the resumable runner, Ray scale-out, reports with plots, and the tree viewer.
+
+spec = BenchSpec(tasks="mbpp:validation", methods=["best-of-n", "pot"], limit=40)
+run_bench(Path("runs/demo"), spec, load_tasks(spec.tasks, limit=40),
+          SerialExecutor(ModelPolicy("default")))
+"""
+
+from pot.bench.distributed import RayExecutor
+from pot.bench.runner import (
+    BenchError,
+    BenchSpec,
+    BenchWorker,
+    Job,
+    ModelPolicy,
+    RunFolder,
+    SerialExecutor,
+    run_bench,
+    split_overrides,
+)
+
+__all__ = [
+    "BenchError",
+    "BenchSpec",
+    "BenchWorker",
+    "Job",
+    "ModelPolicy",
+    "RayExecutor",
+    "RunFolder",
+    "SerialExecutor",
+    "run_bench",
+    "split_overrides",
+]
