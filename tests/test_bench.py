@@ -2,9 +2,11 @@
 two configs. The policy is scripted (tests/scripted.py); the programs run in the real sandbox."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -17,10 +19,11 @@ from tests.scripted import ScriptedPolicy
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = "def add(a, b):\n    return a + b"
 WRONG = "def add(a, b):\n    return a - b"
-HALF = "def add(a, b):\n    return a + b if a else 0"
+HALF = "def add(a, b):\n    return a + b if a > 1 else 0"
 SPEC = BenchSpec(
     tasks="tests", methods=["zero-shot", "best-of-n", "pot"], budget="programs=4", seeds=[0, 1]
 )
+SMALL = BenchSpec(tasks="tests", methods=["zero-shot", "pot"], budget="programs=4", seeds=[0, 1, 2])
 
 
 def bench_tasks() -> list[Task]:
@@ -34,13 +37,13 @@ def bench_tasks() -> list[Task]:
         )
 
     return [
-        task("one", ["assert add(1, 2) == 3"], ["assert add(1, 2) == 3", "assert add(0, 5) == 5"]),
+        task("one", ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], ["assert add(0, 5) == 5"]),
         task("two", ["assert add(2, 2) == 4", "assert add(0, 1) == 1"], ["assert add(3, 4) == 7"]),
     ]
 
 
 def scripted() -> SerialExecutor:
-    return SerialExecutor(partial(ScriptedPolicy, [WRONG, HALF, GOOD]))
+    return SerialExecutor(partial(ScriptedPolicy, [WRONG, HALF, WRONG, GOOD]))
 
 
 def comparable(record: dict) -> dict:
@@ -60,19 +63,29 @@ def by_key(records: list[dict]) -> dict[tuple, dict]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict[tuple, dict]:
+def whole_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("whole")
-    return by_key(run_bench(out, SPEC, bench_tasks(), scripted()))
+    run_bench(out, SPEC, bench_tasks(), scripted())
+    return out
 
 
-def test_one_record_per_key_in_paired_order_and_the_run_recorded(tmp_path, uninterrupted):
-    records = run_bench(tmp_path, SPEC, bench_tasks(), scripted())
+@pytest.fixture(scope="module")
+def uninterrupted(whole_run) -> dict[tuple, dict]:
+    return by_key(RunFolder(whole_run).records())
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_one_record_per_key_in_paired_order_and_the_run_recorded(whole_run):
+    records = RunFolder(whole_run).records()
     order = [(r["task_id"], r["seed"], r["method"]) for r in records]
     assert order == [(t, s, m) for t in ["t/one", "t/two"] for s in [0, 1] for m in SPEC.methods]
-    assert by_key(records) == uninterrupted
-    on_disk = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    on_disk = [json.loads(line) for line in (whole_run / "results.jsonl").read_text().splitlines()]
     assert on_disk == records
-    run = json.loads((tmp_path / "run.json").read_text())
+    run = json.loads((whole_run / "run.json").read_text())
     assert run["config"]["task_ids"] == ["t/one", "t/two"]
     assert run["config"]["budget"]["programs"] == 4
     assert run["config"]["method_configs"]["pot"]["search"]["k"] == 3
@@ -81,51 +94,59 @@ def test_one_record_per_key_in_paired_order_and_the_run_recorded(tmp_path, unint
     assert session["versions"]["torch"] and session["versions"]["transformers"]
     assert session["workers"][0]["isolation"] in {"bwrap", "limited"}
     assert session["git"] is None or len(session["git"]["commit"]) == 40
-    # zero-shot writes WRONG; best-of-n's first batch of 4 holds GOOD.
-    assert not records[0]["hidden_passed"] and records[1]["hidden_passed"]
+    # zero-shot writes WRONG; best-of-n's first batch of 4 ends with GOOD; PoT learns from its
+    # first group of 3 and commits GOOD.
+    zero_shot, best_of_n, pot = records[:3]
+    assert not zero_shot["hidden_passed"] and best_of_n["hidden_passed"] and pot["hidden_passed"]
+    assert pot["costs"]["gradient_steps"] > 0 and pot["first_solved_program"] == 4
 
 
-def test_a_finished_run_is_not_started_again(tmp_path):
-    run_bench(tmp_path, SPEC, bench_tasks(), scripted())
-    before = (tmp_path / "results.jsonl").read_bytes()
+def test_a_finished_run_is_not_started_again(whole_run, tmp_path):
+    run = copy_of(whole_run, tmp_path)
+    before = (run / "results.jsonl").read_bytes()
 
     def must_not_load() -> None:
         raise AssertionError("the policy was loaded for a finished run")
 
-    records = run_bench(tmp_path, SPEC, bench_tasks(), SerialExecutor(must_not_load))
+    records = run_bench(run, SPEC, bench_tasks(), SerialExecutor(must_not_load))
     assert len(records) == 12
-    assert (tmp_path / "results.jsonl").read_bytes() == before
+    assert (run / "results.jsonl").read_bytes() == before
 
 
 class Killed(Exception):
     pass
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, uninterrupted):
+def die_after(count: int) -> Callable[[dict], None]:
     finished = []
 
-    def die_after_five(record: dict) -> None:
+    def on_result(record: dict) -> None:
         finished.append(record)
-        if len(finished) == 5:
+        if len(finished) == count:
             raise Killed
 
+    return on_result
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, uninterrupted):
     with pytest.raises(Killed):
-        run_bench(tmp_path, SPEC, bench_tasks(), scripted(), on_result=die_after_five)
+        run_bench(tmp_path, SPEC, bench_tasks(), scripted(), on_result=die_after(5))
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 5
+    finished = []
     resumed = run_bench(tmp_path, SPEC, bench_tasks(), scripted(), on_result=finished.append)
-    assert len(finished) == 5 + 7
+    assert len(finished) == 7
     assert by_key(resumed) == uninterrupted
     run = json.loads((tmp_path / "run.json").read_text())
     assert len(run["sessions"]) == 2
 
 
-def test_a_line_cut_by_a_kill_is_dropped_and_its_job_run_again(tmp_path, uninterrupted):
-    run_bench(tmp_path, SPEC, bench_tasks(), scripted())
-    results = tmp_path / "results.jsonl"
+def test_a_line_cut_by_a_kill_is_dropped_and_its_job_run_again(whole_run, tmp_path, uninterrupted):
+    run = copy_of(whole_run, tmp_path)
+    results = run / "results.jsonl"
     data = results.read_bytes()
     results.write_bytes(data[: len(data) - 200])  # the last record loses its end and newline
-    assert len(RunFolder(tmp_path).records()) == 11
-    resumed = run_bench(tmp_path, SPEC, bench_tasks(), scripted())
+    assert len(RunFolder(run).records()) == 11
+    resumed = run_bench(run, SPEC, bench_tasks(), scripted())
     assert by_key(resumed) == uninterrupted
     assert by_key([json.loads(line) for line in results.read_text().splitlines()]) == uninterrupted
 
@@ -154,32 +175,49 @@ def test_sigkill_mid_run_then_resume(tmp_path, uninterrupted):
 
 
 def test_a_different_config_in_the_same_folder_is_an_error(tmp_path):
-    run_bench(tmp_path, SPEC, bench_tasks()[:1], scripted(), on_result=lambda r: None)
-    changed = BenchSpec(**{**SPEC.__dict__, "budget": "programs=5"})
+    one_task = bench_tasks()[:1]
+    with pytest.raises(Killed):
+        run_bench(tmp_path, SMALL, one_task, scripted(), on_result=die_after(1))
+    changed = BenchSpec(**{**SMALL.__dict__, "budget": "programs=5"})
     with pytest.raises(BenchError, match=r"different config \(budget.programs: 4 before, 5 now\)"):
-        run_bench(tmp_path, changed, bench_tasks()[:1], scripted())
+        run_bench(tmp_path, changed, one_task, scripted())
     with pytest.raises(BenchError, match="task_ids differ"):
-        run_bench(tmp_path, SPEC, bench_tasks(), scripted())
-    overridden = BenchSpec(**{**SPEC.__dict__, "overrides": {"pot.search.k": "2"}})
+        run_bench(tmp_path, SMALL, bench_tasks(), scripted())
+    overridden = BenchSpec(**{**SMALL.__dict__, "overrides": {"pot.search.k": "2"}})
     with pytest.raises(BenchError, match=r"method_configs.pot.search.k: 3 before, 2 now"):
-        run_bench(tmp_path, overridden, bench_tasks()[:1], scripted())
+        run_bench(tmp_path, overridden, one_task, scripted())
+
+
+def test_a_run_that_wrote_no_result_yet_can_start_over_with_another_config(tmp_path):
+    def no_such_model() -> None:
+        raise ValueError("model not found")
+
+    with pytest.raises(ValueError, match="model not found"):
+        run_bench(tmp_path, SMALL, bench_tasks(), SerialExecutor(no_such_model))
+    changed = BenchSpec(**{**SMALL.__dict__, "seeds": [0]})
+    assert len(run_bench(tmp_path, changed, bench_tasks(), scripted())) == 4
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["seeds"] == [0]
+    (tmp_path / "run.json").unlink()
+    with pytest.raises(BenchError, match="run.json is missing"):
+        run_bench(tmp_path, changed, bench_tasks(), scripted())
 
 
 def test_a_bad_line_inside_the_results_is_an_error_not_a_silent_skip(tmp_path):
-    run_bench(tmp_path, SPEC, bench_tasks()[:1], scripted())
+    with pytest.raises(Killed):
+        run_bench(tmp_path, SMALL, bench_tasks()[:1], scripted(), on_result=die_after(3))
     results = tmp_path / "results.jsonl"
     lines = results.read_text().splitlines(keepends=True)
     results.write_text("".join(lines[:2] + ["{not json\n"] + lines[2:]))
     with pytest.raises(BenchError, match=r"results.jsonl:3: not a JSON record"):
-        run_bench(tmp_path, SPEC, bench_tasks()[:1], scripted())
+        run_bench(tmp_path, SMALL, bench_tasks()[:1], scripted())
 
 
 def test_two_runners_cannot_write_one_folder(tmp_path):
     def start_a_second_runner(record: dict) -> None:
-        run_bench(tmp_path, SPEC, bench_tasks(), scripted())
+        run_bench(tmp_path, SMALL, bench_tasks(), scripted())
 
     with pytest.raises(BenchError, match="another `pot bench` is writing"):
-        run_bench(tmp_path, SPEC, bench_tasks(), scripted(), on_result=start_a_second_runner)
+        run_bench(tmp_path, SMALL, bench_tasks(), scripted(), on_result=start_a_second_runner)
 
 
 def test_overrides_scoped_by_method_or_applied_to_every_method_that_has_them():
@@ -224,5 +262,5 @@ def test_records_are_flushed_as_each_job_finishes(tmp_path):
     def count_lines(record: dict) -> None:
         seen_on_disk.append(len((tmp_path / "results.jsonl").read_text().splitlines()))
 
-    run_bench(tmp_path, SPEC, bench_tasks()[:1], scripted(), on_result=count_lines)
+    run_bench(tmp_path, SMALL, bench_tasks()[:1], scripted(), on_result=count_lines)
     assert seen_on_disk == list(range(1, 7))

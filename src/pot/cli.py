@@ -166,3 +166,129 @@ def solve(
     trace_path.write_text(json.dumps(result.to_dict(), indent=1))
     print_result(result, trace_path)
 
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {text!r}: use comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {text!r}: give one or more distinct integers, e.g. 0,1,2")
+    return seeds
+
+
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option(help="the run folder, e.g. runs/NAME")],
+    tasks: Annotated[str, typer.Option(help="task spec, e.g. mbpp:validation")] = (
+        "mbpp:validation"
+    ),
+    methods: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(METHODS)}")] = (
+        "zero-shot,best-of-n,self-repair,search-only,pot"
+    ),
+    budget: Annotated[str, typer.Option(help="per problem and method")] = "programs=12",
+    limit: Annotated[int | None, typer.Option(help="the first N tasks only")] = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated, e.g. 0,1,2")] = "0",
+    model: Annotated[str, typer.Option(help="'default', a Hugging Face id or a directory")] = (
+        "default"
+    ),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="search.k=8 (every method that has it) or pot.search.k=8"),
+    ] = None,
+    oracle: Annotated[bool, typer.Option(help="feedback from the hidden tests")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="run problems in parallel on Ray")] = False,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: a local Ray)")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Ray actors (default: one per GPU, else per CPU)")
+    ] = None,
+) -> None:
+    """Run methods x tasks x seeds into OUT/results.jsonl; rerun the same command to resume."""
+    from pot.bench import (
+        BenchError,
+        BenchSpec,
+        ModelPolicy,
+        RayExecutor,
+        SerialExecutor,
+        run_bench,
+    )
+    from pot.policy import ModelNotFoundError
+    from pot.tasks import load_tasks
+
+    try:
+        if (address or workers) and not ray:
+            raise UsageError("--address and --workers are Ray options: add --ray")
+        spec = BenchSpec(
+            tasks=tasks,
+            methods=[m.strip() for m in methods.split(",") if m.strip()],
+            budget=budget,
+            seeds=parse_seeds(seeds),
+            limit=limit,
+            model=model,
+            overrides=parse_overrides(set_ or []),
+            oracle=oracle,
+        )
+        spec.method_configs()
+        Budget.parse(budget)
+        task_list = load_tasks(tasks, limit=limit)
+    except (UsageError, TaskFormatError, ValueError, LookupError) as e:
+        fail(str(e))
+    if ray:
+        executor = RayExecutor(ModelPolicy(model), workers=workers, address=address)
+    else:
+        executor = SerialExecutor(ModelPolicy(model))
+    try:
+        records = run_bench(out, spec, task_list, executor, show_progress=True)
+    except (BenchError, ModelNotFoundError) as e:
+        fail(str(e))
+    table = Table(title=f"{len(records)} results")
+    for column in ("method", "results", "hidden pass"):
+        table.add_column(column)
+    for method in spec.methods:
+        mine = [r for r in records if r["method"] == method]
+        table.add_row(method, str(len(mine)), str(sum(r["hidden_passed"] for r in mine)))
+    console.print(table)
+    console.print(f"next: pot report {out}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="a run folder written by `pot bench`")],
+) -> None:
+    """Write RUN/report.md: pass@1 with Wilson intervals, costs, paired tests, plots, samples."""
+    from pot.bench.report import ReportError, write_report
+
+    if not run.is_dir():
+        fail(f"{run} is not a folder: pass the --out folder of a `pot bench` run")
+    try:
+        path = write_report(run)
+    except ReportError as e:
+        fail(str(e))
+    console.print(f"report written to {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def view(
+    path: Annotated[Path, typer.Argument(help="a run folder, or one result JSON of `pot solve`")],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="the page for one result JSON")
+    ] = None,
+) -> None:
+    """Write HTML pages of search trees: RUN/view/index.html, or one page for one result."""
+    from pot.bench.viewer import ViewerError, write_result_page, write_run_pages
+
+    try:
+        if path.is_dir():
+            if html is not None:
+                raise UsageError("--html is for one result JSON: a run folder gets RUN/view/")
+            written = write_run_pages(path)
+        elif path.is_file():
+            written = write_result_page(path, html or path.with_suffix(".html"))
+        else:
+            raise UsageError(f"{path} not found: pass a run folder or a result JSON")
+    except (UsageError, ViewerError) as e:
+        fail(str(e))
+    console.print(f"open {written}", highlight=False, soft_wrap=True)

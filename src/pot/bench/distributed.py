@@ -59,11 +59,15 @@ class RayExecutor:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         import ray
 
-        ray.get([actor.close.remote() for actor in self.actors])
+        closing = [actor.close.remote() for actor in self.actors]
+        ray.wait(closing, num_returns=len(closing), timeout=30)  # an actor that died just fails
         for actor in self.actors:
             ray.kill(actor)
         if self.started_ray:

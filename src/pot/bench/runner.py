@@ -74,7 +74,7 @@ def has_option(method: str, key: str) -> bool:
 
 def split_overrides(methods: list[str], overrides: dict[str, str]) -> dict[str, dict[str, str]]:
     """Per-method overrides. `pot.search.k=8` is scoped to the method named first; an unscoped
-    key (`search.k=8`) goes to every method of the run whose config has it and must fit one.
+    key (`search.k=8`) goes to every method of the run whose config has it (none: an error).
     A scoped value wins over an unscoped one for its method."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -113,10 +113,6 @@ class Job:
     budget: Budget
     oracle: bool
     run_id: str
-
-    @property
-    def key(self) -> Key:
-        return (self.task.id, self.method, self.seed)
 
 
 @dataclass(frozen=True)
@@ -198,7 +194,10 @@ class SerialExecutor:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.worker.close()
 
@@ -277,7 +276,7 @@ class RunFolder:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise BenchError(
-                    f"another `pot bench` is writing to {self.path}: wait for it, or pass another --out"
+                    f"another `pot bench` is writing to {self.path}: wait, or pass another --out"
                 ) from None
             yield
 
@@ -289,18 +288,23 @@ class RunFolder:
         temporary.write_text(json.dumps(run, indent=1) + "\n")
         os.replace(temporary, self.run_file)
 
-    def start(self, config: dict[str, Any]) -> None:
-        """Record the config, or check it is the one already recorded."""
+    def start(self, config: dict[str, Any], has_results: bool) -> None:
+        """Record the config; with results already there, check it is the recorded one."""
         run = self.read_run()
-        if run is None:
-            self.write_run({"id": config_id(config), "config": config, "sessions": []})
-            return
-        difference = first_difference(run["config"], config)
-        if difference is not None:
+        if run is None and has_results:
             raise BenchError(
-                f"{self.path} holds a run with a different config ({difference}): "
-                "rerun with the same options to resume, or pass a new --out"
+                f"{self.results} has results but {self.run_file} is missing: "
+                "restore it, or pass a new --out"
             )
+        if run is not None and has_results:
+            difference = first_difference(run["config"], config)
+            if difference is not None:
+                raise BenchError(
+                    f"{self.path} holds a run with a different config ({difference}): "
+                    "rerun with the same options to resume, or pass a new --out"
+                )
+            return
+        self.write_run({"id": config_id(config), "config": config, "sessions": []})
 
     def add_session(self, workers: list[dict[str, Any]]) -> None:
         run = self.read_run()
@@ -393,8 +397,8 @@ def run_bench(
     folder = RunFolder(out)
     with folder.lock():
         config = run_config(spec, tasks)
-        folder.start(config)
         records = folder.records(repair=True)
+        folder.start(config, has_results=bool(records))
         jobs = plan_jobs(spec, tasks, {record_key(r) for r in records}, config_id(config))
         if not jobs:
             return records

@@ -50,8 +50,20 @@ def method_config(method: str, overrides: dict[str, Any] | None = None) -> Any:
             target = getattr(target, part, None)
         if target is None or not dataclasses.is_dataclass(target) or not hasattr(target, name):
             raise ValueError(f"unknown option {key!r} for method {method!r}")
-        setattr(target, name, type(getattr(target, name))(value))
+        setattr(target, name, _convert(value, type(getattr(target, name)), key))
     return config
+
+
+def _convert(value: Any, kind: type, key: str) -> Any:
+    """`value` (often command-line text) as the type of the option's default."""
+    if kind is bool and isinstance(value, str):
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"option {key!r} takes true or false, not {value!r}")
+        return value.lower() in ("true", "1", "yes")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"option {key!r} takes a {kind.__name__}, not {value!r}") from None
 
 
 def solve(

