@@ -97,7 +97,7 @@ class Ledger:
             return []
         start = time.perf_counter()
         if greedy:
-            completions = [policy.greedy(prompt, max_new_tokens=max_new_tokens)]
+            completions = [policy.greedy(prompt, max_new_tokens=max_new_tokens, **kw)]
         else:
             completions = policy.sample(prompt, n, max_new_tokens=max_new_tokens, **kw)
         self.costs.generate_s += time.perf_counter() - start

@@ -37,9 +37,13 @@ class Policy(Protocol):
         top_p: float = 1.0,
         max_new_tokens: int = 2048,
         seed: int | None = None,
+        stop_at_fence: bool = True,  # False: plain text (math, summaries) decoded up to eos
+        repetition_penalty: float = 1.0,
     ) -> list[Completion]: ...
 
-    def greedy(self, prompt: Prompt, *, max_new_tokens: int = 2048) -> Completion: ...
+    def greedy(
+        self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
+    ) -> Completion: ...
 
     def completion_logprobs(
         self, prompt_ids: list[int], completions: list[list[int]]

@@ -82,21 +82,33 @@ class TransformersPolicy:
         top_p: float = 1.0,
         max_new_tokens: int = 2048,
         seed: int | None = None,
+        stop_at_fence: bool = True,
+        repetition_penalty: float = 1.0,
     ) -> list[Completion]:
-        """n completions of one prompt, in one batched generate call (prompt processed once)."""
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        return self._generate(prompt, n, max_new_tokens, seed, sampling)
+        """n completions of one prompt, in one batched generate call (prompt processed once).
 
-    def greedy(self, prompt: Prompt, *, max_new_tokens: int = 2048) -> Completion:
-        return self._generate(prompt, 1, max_new_tokens, None, {"do_sample": False})[0]
+        `stop_at_fence=False` decodes plain text (math answers, summaries) up to eos.
+        """
+        sampling = {
+            "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0,
+            "repetition_penalty": repetition_penalty,
+        }
+        return self._generate(prompt, n, max_new_tokens, seed, sampling, stop_at_fence)
+
+    def greedy(
+        self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
+    ) -> Completion:
+        sampling = {"do_sample": False}
+        return self._generate(prompt, 1, max_new_tokens, None, sampling, stop_at_fence)[0]
 
     def _generate(
-        self, prompt: Prompt, n: int, max_new_tokens: int, seed: int | None, sampling: dict
+        self, prompt: Prompt, n: int, max_new_tokens: int, seed: int | None, sampling: dict,
+        stop_at_fence: bool = True,
     ) -> list[Completion]:
         prompt_ids = self.encode_prompt(prompt)
         room = self._room_for(len(prompt_ids), max_new_tokens)
         input_ids = torch.tensor([prompt_ids], device=self.device)
-        fence = _ClosingFenceStop(self.tokenizer, batch_size=n)
+        fence = _ClosingFenceStop(self.tokenizer, batch_size=n, enabled=stop_at_fence)
         recorder = _LogprobRecorder()
         with torch.no_grad(), _seeded(seed, self.device):
             cache = self._shared_prefix_cache(input_ids, n)
@@ -251,8 +263,11 @@ class TransformersPolicy:
 class _ClosingFenceStop(StoppingCriteria):
     """Stops each sequence once its new text closes the first ``` fenced block."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, batch_size: int, enabled: bool = True
+    ) -> None:
         self.tokenizer = tokenizer
+        self.enabled = enabled
         self.texts = [""] * batch_size
         self.stop_lengths: list[int | None] = [None] * batch_size
         self.generated = 0
@@ -260,6 +275,8 @@ class _ClosingFenceStop(StoppingCriteria):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         # called once per new token, so decoding only the last one keeps this linear in length
         self.generated += 1
+        if not self.enabled:
+            return torch.zeros(len(self.texts), dtype=torch.bool, device=input_ids.device)
         for row, token in enumerate(input_ids[:, -1].tolist()):
             if self.stop_lengths[row] is None:
                 self.texts[row] += self.tokenizer.decode([token])
