@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from pot.budget import Budget, Ledger
-from pot.methods import best_of_n, pot, search_only, self_repair, zero_shot
+from pot.methods import best_of_n, icpo, pot, search_only, self_repair, zero_shot
 from pot.methods.common import Result, first_solved, public_view
 from pot.search import Tree
 
@@ -26,6 +26,7 @@ METHODS: dict[str, tuple[Callable[..., Tree], type]] = {
     "self-repair": (self_repair.run, self_repair.SelfRepairConfig),
     "search-only": (search_only.run, search_only.SearchOnlyConfig),
     "pot": (pot.run, pot.PoTConfig),
+    "me-icpo": (icpo.run, icpo.ICPOConfig),
 }
 TREE_SEARCH = {"search-only", "pot"}
 
@@ -42,14 +43,18 @@ def _method(method: str) -> tuple[Callable[..., Tree], type]:
 
 def method_config(method: str, overrides: dict[str, Any] | None = None) -> Any:
     """The method's default config with dotted overrides, e.g. {"search.k": 8}."""
-    config = _method(method)[1]()
+    return apply_overrides(_method(method)[1](), overrides, f"method {method!r}")
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any] | None, owner: str) -> Any:
+    """`config` (a dataclass) with dotted overrides applied in place, values converted."""
     for key, value in (overrides or {}).items():
         *parents, name = key.split(".")
         target = config
         for part in parents:
             target = getattr(target, part, None)
         if target is None or not dataclasses.is_dataclass(target) or not hasattr(target, name):
-            raise ValueError(f"unknown option {key!r} for method {method!r}")
+            raise ValueError(f"unknown option {key!r} for {owner}")
         setattr(target, name, _convert(value, type(getattr(target, name)), key))
     return config
 
