@@ -292,3 +292,63 @@ def view(
     except (UsageError, ViewerError) as e:
         fail(str(e))
     console.print(f"open {written}", highlight=False, soft_wrap=True)
+
+
+@app.command("math")
+def math_(
+    out: Annotated[Path, typer.Option(help="the run folder, e.g. runs/math")],
+    tasks: Annotated[str, typer.Option(help="arith:<n>[:seed], a .jsonl path or hf:<id>")] = (
+        "arith:20"
+    ),
+    methods: Annotated[str, typer.Option(help="comma-separated: single,majority,me-icpo,ttrl")] = (
+        "single,majority,me-icpo,ttrl"
+    ),
+    limit: Annotated[int | None, typer.Option(help="the first N tasks only")] = None,
+    seed: int = 0,
+    model: Annotated[str, typer.Option(help="'default', a Hugging Face id or a directory")] = (
+        "default"
+    ),
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="icpo.k=4, icpo.rounds=1, grpo.lr=1e-4 ..."),
+    ] = None,
+) -> None:
+    """Math at matched generations: accuracy and cost of each method into OUT/results.jsonl."""
+    from rich.progress import track
+
+    from pot.api import load_policy
+    from pot.methods import apply_overrides
+    from pot.methods.math_methods import (
+        MATH_METHODS,
+        MathConfig,
+        budget_of,
+        run_math_bench,
+        summary_rows,
+    )
+    from pot.tasks.math import load_math_tasks
+
+    try:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in names if m not in MATH_METHODS]
+        if unknown or not names:
+            raise UsageError(f"unknown math method {unknown[:1]}: use {', '.join(MATH_METHODS)}")
+        config = apply_overrides(MathConfig(), parse_overrides(set_ or []), "pot math")
+        task_list = load_math_tasks(tasks, limit=limit)
+        policy = load_policy(model)
+    except (UsageError, TaskFormatError, ValueError, LookupError) as e:
+        fail(str(e))
+    console.print(f"{len(task_list)} questions, {budget_of(config)} generations per question "
+                  "for majority and ttrl (ME-ICPO's nominal count)", highlight=False)
+    records = run_math_bench(out, task_list, names, policy, config, seed,
+                             progress=lambda todo: track(todo, description="solving",
+                                                         console=console))
+    table = Table(title=f"{tasks} · seed {seed}")
+    for column in ("method", "questions", "accuracy", "Mean@k", "generations/q", "tokens/q",
+                   "seconds/q"):
+        table.add_column(column)
+    for row in summary_rows(records, names):
+        table.add_row(row["method"], str(row["questions"]), f"{row['accuracy']:.3f}",
+                      f"{row['mean_at_k']:.3f}", f"{row['generations']:.1f}",
+                      f"{row['tokens']:.0f}", f"{row['seconds']:.1f}")
+    console.print(table)
+    console.print(f"results in {out / 'results.jsonl'}", highlight=False, soft_wrap=True)
