@@ -60,6 +60,15 @@ def load_model(
     return model.to(device).eval(), tokenizer
 
 
+def gguf_path(name: str) -> Path | None:
+    """The GGUF file of an embedded model (what llama.cpp loads); None for other names."""
+    key = ALIASES.get(name, name)
+    if key not in EMBEDDED_MODELS:
+        return None
+    embedded = EMBEDDED_MODELS[key]
+    return Path(str(resources.files(embedded.package))) / embedded.gguf_file
+
+
 def cached_embedded_model(key: str) -> Path:
     """The directory of the converted embedded model, converting the GGUF file on first use."""
     target = cache_dir() / "models" / key

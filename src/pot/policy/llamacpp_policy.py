@@ -1,0 +1,287 @@
+"""Rollouts from llama.cpp on the GGUF base model, with the training adapter hot-swapped in.
+
+The LoRA adapter lives and trains in transformers + PEFT (this class *is* a
+TransformersPolicy); llama.cpp only samples. Before a generation whose adapter weights differ
+from the ones llama.cpp holds (after a GRPO update, reset, restore or new adapter), the adapter
+is written as a GGUF LoRA file and swapped into the running llama.cpp context; the base model
+stays loaded.
+
+Per-token log-probs of the returned completions come from the training model (one batched
+no-grad forward of the sampled tokens), never from llama.cpp: priors and GRPO ratios are
+then computed by one model, so the two engines cannot disagree about what was learned.
+llama.cpp runs the quantized weights (and quantizes activations), so its distribution is close
+to, not equal to, the training model's; tests/test_llamacpp.py measures how close.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import PeftModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from pot.policy.base import Completion, Prompt
+from pot.policy.gguf_lora import GgufBase, write_gguf_lora
+from pot.policy.models import gguf_path, load_model
+from pot.policy.transformers_policy import AdapterState, TransformersPolicy
+from pot.prompts import closing_fence_end
+
+Picker = Callable[[np.ndarray], np.ndarray]  # logits [rows, vocab] -> one token per row
+
+
+class LlamaCppEngine:
+    """A llama.cpp model and context that decode n sequences after one shared prompt.
+
+    The KV cache is unified: the prompt is evaluated once into sequence 0 and its cells are
+    shared with sequences 1..n-1 (llama_memory_seq_cp tags them, nothing is copied).
+    """
+
+    def __init__(self, path: Path, *, threads: int | None = None, batch: int = 512) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load log
+        self._llama = llama_cpp
+        self._internals = _internals
+        self.path = path
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self.batch_size = batch
+        self.model = _internals.LlamaModel(
+            path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
+        )
+        self.n_vocab = self.model.n_vocab()
+        self.context = None
+        self.capacity = (0, 0)  # (KV cells, sequences) of the current context
+        self.adapter = None  # the llama_adapter_lora pointer set on the context
+        self.batch = _internals.LlamaBatch(n_tokens=batch, embd=0, n_seq_max=1, verbose=False)
+
+    def set_adapter(self, path: Path | None) -> None:
+        """Load a GGUF LoRA file (None: no adapter) and make it the context's only adapter."""
+        adapter = None
+        if path is not None:
+            adapter = self._llama.llama_adapter_lora_init(self.model.model, str(path).encode())
+            if not adapter:
+                raise RuntimeError(f"llama.cpp could not load the LoRA adapter {path}")
+        old, self.adapter = self.adapter, adapter
+        if self.context is not None:
+            self._apply_adapter()
+        if old:
+            self._llama.llama_adapter_lora_free(old)
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        n: int,
+        max_new_tokens: int,
+        pick: Picker,
+        stopped: Callable[[int, int], bool],
+    ) -> list[list[int]]:
+        """n continuations of one prompt; `stopped(row, token)` ends a row after that token."""
+        self._ensure_context(len(prompt_ids) + n * max_new_tokens, n)
+        self.context.kv_cache_clear()
+        self._decode_prompt(prompt_ids)
+        logits = np.repeat(self._logits(self.batch.n_tokens() - 1)[None], n, axis=0)
+        for row in range(1, n):
+            self.context.kv_cache_seq_cp(0, row, -1, -1)
+        outputs: list[list[int]] = [[] for _ in range(n)]
+        active = list(range(n))
+        for step in range(max_new_tokens):
+            for row, token in zip(active, pick(logits).tolist(), strict=True):
+                outputs[row].append(token)
+            active = [row for row in active if not stopped(row, outputs[row][-1])]
+            if not active or step == max_new_tokens - 1:
+                break
+            position = len(prompt_ids) + step
+            tokens = [outputs[row][-1] for row in active]
+            self._fill(tokens, [position] * len(active), active, [True] * len(active))
+            self.context.decode(self.batch)
+            logits = np.stack([self._logits(i) for i in range(len(active))])
+        return outputs
+
+    def _decode_prompt(self, prompt_ids: list[int]) -> None:
+        """The prompt into sequence 0, in chunks of the batch size; logits for its last token."""
+        for start in range(0, len(prompt_ids), self.batch_size):
+            chunk = prompt_ids[start : start + self.batch_size]
+            positions = list(range(start, start + len(chunk)))
+            wanted = [position == len(prompt_ids) - 1 for position in positions]
+            self._fill(chunk, positions, [0] * len(chunk), wanted)
+            self.context.decode(self.batch)
+
+    def _fill(
+        self, tokens: list[int], positions: list[int], sequences: list[int], logits: list[bool]
+    ) -> None:
+        raw = self.batch.batch
+        raw.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            raw.token[i] = token
+            raw.pos[i] = positions[i]
+            raw.n_seq_id[i] = 1
+            raw.seq_id[i][0] = sequences[i]
+            raw.logits[i] = logits[i]
+
+    def _logits(self, index: int) -> np.ndarray:
+        pointer = self.context.get_logits_ith(index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy()
+
+    def _ensure_context(self, cells: int, sequences: int) -> None:
+        """A context with room for `cells` KV cells and `sequences` sequences (grown, never
+        shrunk; a new context reuses the loaded model and gets the adapter set again)."""
+        have_cells, have_sequences = self.capacity
+        if self.context is not None and cells <= have_cells and sequences <= have_sequences:
+            return
+        wanted = (max(cells, have_cells) + 1023) // 1024 * 1024
+        wanted_sequences = max(sequences, have_sequences, 1)
+        if wanted_sequences > self.batch_size:
+            raise ValueError(f"at most {self.batch_size} sequences per call, not {sequences}")
+        params = self._llama.llama_context_default_params()
+        params.n_ctx = wanted
+        params.n_batch = params.n_ubatch = self.batch_size
+        params.n_seq_max = wanted_sequences
+        params.kv_unified = True
+        params.n_threads = params.n_threads_batch = self.threads
+        if self.context is not None:
+            self.context.close()
+        self.context = self._internals.LlamaContext(model=self.model, params=params, verbose=False)
+        self.capacity = (wanted, wanted_sequences)
+        self._apply_adapter()
+
+    def _apply_adapter(self) -> None:
+        lora = self._llama
+        if self.adapter:
+            adapters = (lora.llama_adapter_lora_p_ctypes * 1)(self.adapter)
+            scales = (ctypes.c_float * 1)(1.0)
+            failed = lora.llama_set_adapters_lora(self.context.ctx, adapters, 1, scales)
+        else:
+            failed = lora.llama_set_adapters_lora(self.context.ctx, None, 0, None)
+        if failed:
+            raise RuntimeError("llama.cpp could not set the LoRA adapter on its context")
+
+
+class LlamaCppPolicy(TransformersPolicy):
+    """TransformersPolicy (training, log-probs) whose rollouts run in llama.cpp.
+
+    `swap_seconds` records each adapter swap (GGUF conversion + load) for the cost figures.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        gguf_file: Path,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(model, tokenizer)
+        self.engine = LlamaCppEngine(gguf_file, threads=threads)
+        self.gguf_base = GgufBase.read(gguf_file)
+        self.swap_seconds: list[float] = []
+        self._synced: AdapterState | None = None  # the adapter weights llama.cpp now holds
+        self._workdir = tempfile.TemporaryDirectory(prefix="pot-lora-")
+
+    @classmethod
+    def load(cls, name: str = "default", *, threads: int | None = None) -> LlamaCppPolicy:
+        path = gguf_path(name)
+        if path is None:
+            raise ValueError(f"model {name!r} has no GGUF file for llama.cpp")
+        return cls(*load_model(name), path, threads=threads)
+
+    def sample(
+        self,
+        prompt: Prompt,
+        n: int,
+        *,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        max_new_tokens: int = 2048,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """n completions sampled by llama.cpp after the prompt, evaluated once."""
+        rng = np.random.default_rng(seed)
+        return self._rollout(prompt, n, max_new_tokens, _sampler(rng, temperature, top_p))
+
+    def greedy(self, prompt: Prompt, *, max_new_tokens: int = 2048) -> Completion:
+        return self._rollout(prompt, 1, max_new_tokens, lambda logits: logits.argmax(-1))[0]
+
+    def _rollout(
+        self, prompt: Prompt, n: int, max_new_tokens: int, pick: Picker
+    ) -> list[Completion]:
+        prompt_ids = self.encode_prompt(prompt)
+        room = self._room_for(len(prompt_ids), max_new_tokens)
+        self.sync_adapter()
+        stop = _StopRule(self.tokenizer, self.eos_token_ids, n)
+        outputs = self.engine.generate(prompt_ids, n, room, pick, stop)
+        logprobs = self.completion_logprobs(prompt_ids, outputs)
+        return [
+            self._completion(ids, row_logprobs.tolist(), stop.fence_lengths[row], len(prompt_ids))
+            for row, (ids, row_logprobs) in enumerate(zip(outputs, logprobs, strict=True))
+        ]
+
+    def sync_adapter(self) -> None:
+        """Give llama.cpp the training adapter if its weights changed since the last swap."""
+        current = self.adapter_state() if isinstance(self.model, PeftModel) else None
+        if _same_adapter(current, self._synced):
+            return
+        start = time.perf_counter()
+        path = None
+        if current is not None:
+            path = Path(self._workdir.name) / "adapter.gguf"
+            write_gguf_lora(self.model, self.gguf_base, path)
+        self.engine.set_adapter(path)
+        self._synced = current
+        self.swap_seconds.append(time.perf_counter() - start)
+
+
+class _StopRule:
+    """Ends a row at an eos token or once its text closes the first ``` fenced block."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, eos: set[int], rows: int) -> None:
+        self.tokenizer = tokenizer
+        self.eos = eos
+        self.texts = [""] * rows
+        self.lengths = [0] * rows
+        self.fence_lengths: list[int | None] = [None] * rows
+
+    def __call__(self, row: int, token: int) -> bool:
+        self.lengths[row] += 1
+        if token in self.eos:
+            return True
+        # decoding token by token, as the transformers engine's stopping criterion does
+        self.texts[row] += self.tokenizer.decode([token])
+        if closing_fence_end(self.texts[row]) is not None:
+            self.fence_lengths[row] = self.lengths[row]
+            return True
+        return False
+
+
+def _sampler(rng: np.random.Generator, temperature: float, top_p: float) -> Picker:
+    """Seeded sampling at `temperature` from the nucleus of mass `top_p`."""
+
+    def pick(logits: np.ndarray) -> np.ndarray:
+        scaled = logits.astype(np.float64) / max(temperature, 1e-5)
+        probs = np.exp(scaled - scaled.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        return np.array([_draw(row, rng, top_p) for row in probs])
+
+    return pick
+
+
+def _draw(probs: np.ndarray, rng: np.random.Generator, top_p: float) -> int:
+    if top_p < 1.0:
+        order = np.argsort(-probs)
+        keep = order[: int(np.searchsorted(np.cumsum(probs[order]), top_p)) + 1]
+        return int(keep[rng.choice(len(keep), p=probs[keep] / probs[keep].sum())])
+    return int(min(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum()), len(probs) - 1))
+
+
+def _same_adapter(a: AdapterState | None, b: AdapterState | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
