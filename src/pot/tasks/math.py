@@ -148,8 +148,10 @@ def math_task(record: Record) -> MathTask:
     """One record in the MATH, GSM8K or AIME layout (recognised by its fields)."""
     data = record.data
     fields = set(data)
-    task_id = str(data.get("id", data.get("ID", data.get("unique_id", record.origin))))
-    record = record.named(task_id)
+    given = next((data[k] for k in ("id", "ID", "unique_id") if k in data), None)
+    if given is not None:
+        record = record.named(str(given))
+    task_id = str(given) if given is not None else record.origin.rsplit("/", 1)[-1]
     if "question" in fields and "answer" in fields:  # GSM8K
         solution = record.get("answer", str)
         if "####" not in solution:

@@ -1,0 +1,141 @@
+import json
+import re
+
+import pytest
+
+from pot.tasks import TaskFormatError
+from pot.tasks.math import (
+    answers_equal,
+    arithmetic_tasks,
+    extract_answer,
+    last_boxed,
+    load_math_tasks,
+    normalize_answer,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("so \\boxed{\\frac{1}{\\sqrt{2}}} is it", "\\frac{1}{\\sqrt{2}}"),  # nested braces
+        ("first \\boxed{3}, finally \\boxed{\\dfrac{2}{3}}.", "\\dfrac{2}{3}"),  # the last one
+        ("\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
+         "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+        ("Thus, the answer is boxed{42}", "42"),  # the official code's summaries drop the \\
+        ("Natalia sold 48+24 = 72 clips.\n#### 72", "72"),  # GSM8K
+        ("#### 1,234\n", "1,234"),
+        ("unclosed \\boxed{12", None),
+        ("The answer is 18.", None),  # strict: no box, no answer
+    ],
+)
+def test_extract_answer(text, answer):
+    assert extract_answer(text) == answer
+
+
+def test_last_number_fallback_only_when_asked():
+    assert extract_answer("so the total is -3.5 apples.", "last-number") == "-3.5"
+    assert extract_answer("it is \\boxed{7}, not 8", "last-number") == "7"
+    assert extract_answer("no numbers", "last-number") is None
+    assert last_boxed("none here") is None
+
+
+@pytest.mark.parametrize(
+    ("predicted", "reference"),
+    [
+        ("\\dfrac{1}{2}", "0.5"),
+        ("\\frac{2}{4}", "1/2"),
+        ("\\tfrac12", "\\frac{1}{2}"),
+        ("1,000", "1000"),
+        ("1{,}000", "1000"),
+        ("5\\text{ cm}", "5"),
+        ("-3", "-3.0"),
+        ("\\$18", "18"),
+        ("50\\%", "50"),
+        ("x+1", "1+x"),  # math-verify: symbolic
+        ("2\\sqrt{2}", "\\sqrt{8}"),
+        ("\\left(1, 2\\right)", "(1,2)"),
+    ],
+)
+def test_equivalent_answers(predicted, reference):
+    assert answers_equal(predicted, reference)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "reference"),
+    [("7", "8"), ("-3", "3"), ("1/3", "0.33"), (None, "1"), ("x+1", "x-1"), ("1,000", "1")],
+)
+def test_different_answers(predicted, reference):
+    assert not answers_equal(predicted, reference)
+
+
+def test_normalized_keys_group_equal_numbers():
+    assert {normalize_answer(a) for a in ["12", "12.0", "12.", "$12$", "\\frac{24}{2}"]} == {"12"}
+    assert normalize_answer("\\dfrac{3}{4}") == normalize_answer("0.75") == "0.75"
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_loads_gsm8k_math_and_aime_layouts(tmp_path):
+    gsm8k = write_jsonl(tmp_path / "gsm8k.jsonl", [
+        {"question": "Q1?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"},
+    ])
+    math = write_jsonl(tmp_path / "math.jsonl", [
+        {"unique_id": "m/1", "problem": "P?", "solution": "so $\\boxed{\\frac{1}{2}}$", "level": 3},
+        {"unique_id": "m/2", "problem": "P2?", "solution": "long", "answer": "7"},
+    ])
+    aime = write_jsonl(tmp_path / "aime.jsonl", [
+        {"ID": "2024-I-1", "Problem": "A?", "Answer": 204},
+    ])
+    (q,) = load_math_tasks(gsm8k)
+    assert (q.question, q.answer) == ("Q1?", "4")
+    first, second = load_math_tasks(math)
+    assert (first.id, first.answer, first.metadata) == ("m/1", "\\frac{1}{2}", {"level": 3})
+    assert second.answer == "7"
+    (a,) = load_math_tasks(aime)
+    assert (a.id, a.question, a.answer) == ("2024-I-1", "A?", "204")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"question": "Q?", "answer": "4"}, "line 1: field 'answer' has no '#### <answer>'"),
+        ({"problem": "P?", "solution": "no box"}, "has no \\boxed{...} answer"),
+        ({"id": "x", "text": "?"}, "(x): unknown math layout (fields: id, text)"),
+        ({"id": "y", "problem": 3, "answer": "1"}, "(y): field 'problem' must be a string"),
+    ],
+)
+def test_malformed_records_name_file_record_and_field(tmp_path, row, message):
+    path = write_jsonl(tmp_path / "bad.jsonl", [row])
+    with pytest.raises(TaskFormatError) as error:
+        load_math_tasks(path)
+    assert str(error.value).startswith(path)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_specs():
+    with pytest.raises(TaskFormatError, match="arith:<n>"):
+        load_math_tasks("arith:many")
+    with pytest.raises(TaskFormatError, match="unknown math task spec"):
+        load_math_tasks("nonsense")
+
+
+def test_arithmetic_problems_are_seeded_and_correct():
+    tasks = load_math_tasks("arith:12:3")
+    assert [t.question for t in tasks] == [t.question for t in arithmetic_tasks(12, 3)]
+    assert [t.question for t in tasks] != [t.question for t in arithmetic_tasks(12, 4)]
+    assert len({t.id for t in tasks}) == 12
+    assert load_math_tasks("arith:12:3", limit=2) == tasks[:2]
+    for task in tasks:  # recompute each answer from the numbers in the question
+        numbers = [int(n) for n in re.findall(r"\d+", task.question)]
+        kind = task.metadata["kind"]
+        expected = {
+            "buy_and_give": lambda n: n[0] + n[1] - n[2],
+            "groups": lambda n: n[0] * n[1] + n[2],
+            "shared": lambda n: (n[0] - n[2]) // n[1],
+            "price": lambda n: n[2] - n[0] * n[1],
+        }[kind](numbers)
+        assert int(task.answer) == expected > 0
