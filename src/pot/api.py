@@ -13,10 +13,11 @@ from pot.tasks import Task, get_task
 
 
 @cache
-def load_policy(model: str = "default") -> Any:
-    from pot.policy import TransformersPolicy
+def load_policy(model: str = "default", engine: str = "auto") -> Any:
+    """engine: auto, transformers, llamacpp or vllm (see pot.policy.engines)."""
+    from pot.policy.engines import load_policy as load_with_engine
 
-    return TransformersPolicy.load(model)
+    return load_with_engine(model, engine)
 
 
 def open_sandbox() -> Sandbox:
@@ -35,6 +36,7 @@ def solve(
     config: Any = None,
     budget: Budget | str | None = None,
     model: str = "default",
+    engine: str = "auto",
     policy: Any = None,
     sandbox: Sandbox | None = None,
     seed: int = 0,
@@ -44,6 +46,6 @@ def solve(
     task = get_task(task) if isinstance(task, str) else task
     budget = Budget.parse(budget) if isinstance(budget, str) else budget
     return solve_with(
-        task, policy or load_policy(model), sandbox or _shared_sandbox(), method,
+        task, policy or load_policy(model, engine), sandbox or _shared_sandbox(), method,
         config=config, budget=budget, seed=seed, oracle=oracle,
     )

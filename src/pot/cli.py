@@ -21,6 +21,7 @@ from pot.tasks import Task, TaskFormatError, Test, get_task
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 SPARK = "▁▂▃▄▅▆▇█"
+ENGINE_HELP = "auto, transformers, llamacpp (CPU, GGUF models) or vllm (GPU)"
 
 
 @app.callback()
@@ -143,6 +144,7 @@ def solve(
         list[str] | None, typer.Option("--set", help="config override, e.g. search.k=8")
     ] = None,
     out: Annotated[Path, typer.Option(help="where the trace JSON goes")] = Path("runs/solve"),
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
 ) -> None:
     """Solve one problem and show the answer, its reward curve and where the trace went."""
     from pot.api import load_policy, open_sandbox
@@ -152,10 +154,12 @@ def solve(
         the_task = resolve_task(task, task_file, id, problem, tests, hidden_tests)
         config = method_config(method, parse_overrides(set_ or []))
         the_budget = Budget.parse(budget)
-        policy = load_policy(model)
+        policy = load_policy(model, engine)
     except (UsageError, TaskFormatError, ValueError, LookupError) as e:
         fail(str(e))
-    console.print(f"solving {the_task.id} with {method} on {model}", highlight=False)
+    console.print(
+        f"solving {the_task.id} with {method} on {model} ({policy.engine_name})", highlight=False
+    )
     with open_sandbox() as sandbox:
         result = solve_task(
             the_task, policy, sandbox, method, config=config, budget=the_budget, seed=seed,
@@ -205,6 +209,7 @@ def bench(
     workers: Annotated[
         int | None, typer.Option(help="Ray actors (default: one per GPU, else per CPU)")
     ] = None,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
 ) -> None:
     """Run methods x tasks x seeds into OUT/results.jsonl; rerun the same command to resume."""
     from pot.bench import (
@@ -216,6 +221,7 @@ def bench(
         run_bench,
     )
     from pot.policy import ModelNotFoundError
+    from pot.policy.engines import ENGINES, resolve_engine
     from pot.tasks import load_tasks
 
     try:
@@ -234,12 +240,14 @@ def bench(
         spec.method_configs()
         Budget.parse(budget)
         task_list = load_tasks(tasks, limit=limit)
+        if not ray or engine not in ENGINES:  # Ray workers check their own hardware
+            resolve_engine(model, engine)
     except (UsageError, TaskFormatError, ValueError, LookupError) as e:
         fail(str(e))
     if ray:
-        executor = RayExecutor(ModelPolicy(model), workers=workers, address=address)
+        executor = RayExecutor(ModelPolicy(model, engine), workers=workers, address=address)
     else:
-        executor = SerialExecutor(ModelPolicy(model))
+        executor = SerialExecutor(ModelPolicy(model, engine))
     try:
         records = run_bench(out, spec, task_list, executor, show_progress=True)
     except (BenchError, ModelNotFoundError) as e:

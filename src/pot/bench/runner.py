@@ -117,18 +117,16 @@ class Job:
 
 @dataclass(frozen=True)
 class ModelPolicy:
-    """A picklable policy factory: loads `model` where it is called, on the GPU if one is
-    visible there (a Ray worker with a GPU), else on the CPU."""
+    """A picklable policy factory: loads `model` where it is called, with `engine` resolved
+    there (pot.policy.engines: a Ray worker with a GPU uses it, else the CPU)."""
 
     model: str = "default"
+    engine: str = "auto"
 
     def __call__(self) -> Any:
-        import torch
+        from pot.policy.engines import load_policy
 
-        from pot.policy import TransformersPolicy
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return TransformersPolicy.load(self.model, device=device)
+        return load_policy(self.model, self.engine)
 
 
 class BenchWorker:
@@ -150,6 +148,7 @@ class BenchWorker:
             "host": socket.gethostname(),
             "isolation": self.sandbox.isolation,
             "device": str(getattr(self.policy, "device", "unknown")),
+            "engine": getattr(self.policy, "engine_name", "unknown"),
         }
 
     def run(self, job: Job) -> dict[str, Any]:

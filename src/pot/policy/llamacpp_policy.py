@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from pot.policy.models import gguf_path, load_model
 from pot.policy.transformers_policy import AdapterState, TransformersPolicy
 from pot.prompts import closing_fence_end
 
-Picker = Callable[[np.ndarray], np.ndarray]  # logits [rows, vocab] -> one token per row
+Picker = Callable[[list[int], np.ndarray], list[int]]  # rows, their logits -> their tokens
 
 
 class LlamaCppEngine:
@@ -52,7 +51,7 @@ class LlamaCppEngine:
         self._llama = llama_cpp
         self._internals = _internals
         self.path = path
-        self.threads = threads or len(os.sched_getaffinity(0))
+        self.threads = threads or torch.get_num_threads()  # honours OMP_NUM_THREADS (Ray)
         self.batch_size = batch
         self.model = _internals.LlamaModel(
             path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
@@ -94,7 +93,7 @@ class LlamaCppEngine:
         outputs: list[list[int]] = [[] for _ in range(n)]
         active = list(range(n))
         for step in range(max_new_tokens):
-            for row, token in zip(active, pick(logits).tolist(), strict=True):
+            for row, token in zip(active, pick(active, logits), strict=True):
                 outputs[row].append(token)
             active = [row for row in active if not stopped(row, outputs[row][-1])]
             if not active or step == max_new_tokens - 1:
@@ -171,6 +170,8 @@ class LlamaCppPolicy(TransformersPolicy):
     `swap_seconds` records each adapter swap (GGUF conversion + load) for the cost figures.
     """
 
+    engine_name = "llamacpp"
+
     def __init__(
         self,
         model: PreTrainedModel,
@@ -202,22 +203,27 @@ class LlamaCppPolicy(TransformersPolicy):
         top_p: float = 1.0,
         max_new_tokens: int = 2048,
         seed: int | None = None,
+        stop_at_fence: bool = True,
+        repetition_penalty: float = 1.0,
     ) -> list[Completion]:
-        """n completions sampled by llama.cpp after the prompt, evaluated once."""
-        rng = np.random.default_rng(seed)
-        return self._rollout(prompt, n, max_new_tokens, _sampler(rng, temperature, top_p))
+        """n completions sampled by llama.cpp after the prompt, which is evaluated once."""
+        sampler = _Sampler(temperature, top_p, repetition_penalty, np.random.default_rng(seed))
+        return self._rollout(prompt, n, max_new_tokens, sampler, stop_at_fence)
 
-    def greedy(self, prompt: Prompt, *, max_new_tokens: int = 2048) -> Completion:
-        return self._rollout(prompt, 1, max_new_tokens, lambda logits: logits.argmax(-1))[0]
+    def greedy(
+        self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
+    ) -> Completion:
+        return self._rollout(prompt, 1, max_new_tokens, _Sampler(), stop_at_fence)[0]
 
     def _rollout(
-        self, prompt: Prompt, n: int, max_new_tokens: int, pick: Picker
+        self, prompt: Prompt, n: int, max_new_tokens: int, sampler: _Sampler, stop_at_fence: bool
     ) -> list[Completion]:
         prompt_ids = self.encode_prompt(prompt)
         room = self._room_for(len(prompt_ids), max_new_tokens)
         self.sync_adapter()
-        stop = _StopRule(self.tokenizer, self.eos_token_ids, n)
-        outputs = self.engine.generate(prompt_ids, n, room, pick, stop)
+        sampler.start(prompt_ids, n)
+        stop = _StopRule(self.tokenizer, self.eos_token_ids, n, stop_at_fence)
+        outputs = self.engine.generate(prompt_ids, n, room, sampler, stop)
         logprobs = self.completion_logprobs(prompt_ids, outputs)
         return [
             self._completion(ids, row_logprobs.tolist(), stop.fence_lengths[row], len(prompt_ids))
@@ -240,11 +246,14 @@ class LlamaCppPolicy(TransformersPolicy):
 
 
 class _StopRule:
-    """Ends a row at an eos token or once its text closes the first ``` fenced block."""
+    """Ends a row at an eos token or, with `fence`, once its text closes the first ``` block."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, eos: set[int], rows: int) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, eos: set[int], rows: int, fence: bool
+    ) -> None:
         self.tokenizer = tokenizer
         self.eos = eos
+        self.fence = fence
         self.texts = [""] * rows
         self.lengths = [0] * rows
         self.fence_lengths: list[int | None] = [None] * rows
@@ -253,6 +262,8 @@ class _StopRule:
         self.lengths[row] += 1
         if token in self.eos:
             return True
+        if not self.fence:
+            return False
         # decoding token by token, as the transformers engine's stopping criterion does
         self.texts[row] += self.tokenizer.decode([token])
         if closing_fence_end(self.texts[row]) is not None:
@@ -261,24 +272,50 @@ class _StopRule:
         return False
 
 
-def _sampler(rng: np.random.Generator, temperature: float, top_p: float) -> Picker:
-    """Seeded sampling at `temperature` from the nucleus of mass `top_p`."""
+class _Sampler:
+    """Picks each row's next token: argmax without an rng, else a seeded draw at `temperature`
+    from the nucleus of mass `top_p`. The repetition penalty is transformers': a logit of a
+    token already in the prompt or the row's output is divided by it when positive, else
+    multiplied."""
 
-    def pick(logits: np.ndarray) -> np.ndarray:
-        scaled = logits.astype(np.float64) / max(temperature, 1e-5)
-        probs = np.exp(scaled - scaled.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        return np.array([_draw(row, rng, top_p) for row in probs])
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+        self.penalty = repetition_penalty
+        self.rng = rng
+        self.seen: list[set[int]] = []
 
-    return pick
+    def start(self, prompt_ids: list[int], rows: int) -> None:
+        self.seen = [set(prompt_ids) for _ in range(rows)]
 
+    def __call__(self, rows: list[int], logits: np.ndarray) -> list[int]:
+        tokens = [self._pick(row, scores) for row, scores in zip(rows, logits, strict=True)]
+        for row, token in zip(rows, tokens, strict=True):
+            self.seen[row].add(token)
+        return tokens
 
-def _draw(probs: np.ndarray, rng: np.random.Generator, top_p: float) -> int:
-    if top_p < 1.0:
-        order = np.argsort(-probs)
-        keep = order[: int(np.searchsorted(np.cumsum(probs[order]), top_p)) + 1]
-        return int(keep[rng.choice(len(keep), p=probs[keep] / probs[keep].sum())])
-    return int(min(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum()), len(probs) - 1))
+    def _pick(self, row: int, scores: np.ndarray) -> int:
+        scores = scores.astype(np.float64)
+        if self.penalty != 1.0:
+            seen = np.fromiter(self.seen[row], dtype=np.int64)
+            chosen = scores[seen]
+            scores[seen] = np.where(chosen > 0, chosen / self.penalty, chosen * self.penalty)
+        if self.rng is None:
+            return int(scores.argmax())
+        scaled = scores / max(self.temperature, 1e-5)
+        probs = np.exp(scaled - scaled.max())
+        probs /= probs.sum()
+        if self.top_p < 1.0:
+            order = np.argsort(-probs)
+            keep = order[: int(np.searchsorted(np.cumsum(probs[order]), self.top_p)) + 1]
+            return int(keep[self.rng.choice(len(keep), p=probs[keep] / probs[keep].sum())])
+        return int(min(np.searchsorted(np.cumsum(probs), self.rng.random()), len(probs) - 1))
 
 
 def _same_adapter(a: AdapterState | None, b: AdapterState | None) -> bool:

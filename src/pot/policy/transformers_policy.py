@@ -35,6 +35,8 @@ class TransformersPolicy:
     PEFT, freezes the base weights and stores the seeded initial adapter that `reset` restores.
     """
 
+    engine_name = "transformers"  # who samples the rollouts
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model: PreTrainedModel | PeftModel = model.eval()
         self.tokenizer = tokenizer
