@@ -248,7 +248,7 @@ def test_end_to_end_on_the_embedded_model():
 
     policy = load_policy("default")
     config = MathConfig(icpo=ICPOConfig(
-        rounds=1, k=2, entropy_k=2, final_k=2, max_new_tokens=40, summary_max_new_tokens=16,
+        rounds=1, k=2, entropy_k=2, final_k=2, max_new_tokens=32, summary_max_new_tokens=12,
         answer_format="last-number"))
     (task,) = arithmetic_tasks(1, seed=1)
     result = solve_math(task, policy, "me-icpo", config)
