@@ -151,7 +151,7 @@ def run_math_bench(out: Path, tasks: list[MathTask], methods: list[str], policy:
     path = out / "results.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     done = {(r["task_id"], r["method"], r["seed"]) for r in records}
-    todo = [(t, m) for m in methods for t in tasks if (t.id, m, seed) not in done]
+    todo = [(t, m) for t in tasks for m in methods if (t.id, m, seed) not in done]
     with path.open("a") as file:
         for task, method in progress(todo):
             record = solve_math(task, policy, method, config, seed=seed).to_dict()
