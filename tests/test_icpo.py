@@ -263,3 +263,24 @@ def test_end_to_end_on_the_embedded_model():
     assert result.costs.generate_s > 0 and result.costs.train_s == 0
     assert all(c["summary"].endswith(f"\\boxed{{{round_['answers'][c['sample']]}}}")
                for c in round_["candidates"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "single,beam"], "unknown math method 'beam'"),
+        (["--tasks", "arith:lots"], "use arith:<n>[:<seed>]"),
+        (["--set", "icpo.width=2"], "unknown option 'icpo.width' for pot math"),
+        (["--set", "icpo.k=many"], "option 'icpo.k' takes a int"),
+    ],
+)
+def test_pot_math_bad_input_is_one_clear_error_line(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from pot.cli import app
+
+    result = CliRunner().invoke(app, ["math", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert message in lines[0]

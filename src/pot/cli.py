@@ -316,6 +316,7 @@ def math_(
     model: Annotated[str, typer.Option(help="'default', a Hugging Face id or a directory")] = (
         "default"
     ),
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="icpo.k=4, icpo.rounds=1, grpo.lr=1e-4 ..."),
@@ -339,14 +340,16 @@ def math_(
         names = [m.strip() for m in methods.split(",") if m.strip()]
         unknown = [m for m in names if m not in MATH_METHODS]
         if unknown or not names:
-            raise UsageError(f"unknown math method {unknown[:1]}: use {', '.join(MATH_METHODS)}")
+            what = f"unknown math method {unknown[0]!r}" if unknown else "no method given"
+            raise UsageError(f"--methods: {what}; use {', '.join(MATH_METHODS)}")
         config = apply_overrides(MathConfig(), parse_overrides(set_ or []), "pot math")
         task_list = load_math_tasks(tasks, limit=limit)
-        policy = load_policy(model)
+        policy = load_policy(model, engine)
     except (UsageError, TaskFormatError, ValueError, LookupError) as e:
         fail(str(e))
-    console.print(f"{len(task_list)} questions, {budget_of(config)} generations per question "
-                  "for majority and ttrl (ME-ICPO's nominal count)", highlight=False)
+    console.print(f"{len(task_list)} questions on {model} ({policy.engine_name}), "
+                  f"{budget_of(config)} generations per question for majority and ttrl "
+                  "(ME-ICPO's nominal count)", highlight=False)
     records = run_math_bench(out, task_list, names, policy, config, seed,
                              progress=lambda todo: track(todo, description="solving",
                                                          console=console))
