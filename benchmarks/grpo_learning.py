@@ -6,17 +6,23 @@
     python benchmarks/grpo_learning.py report
 
 MBPP dev problems (validation + train, the shortest reference solutions first). `screen`
-samples each candidate from the base policy and keeps those whose hidden-test success rate is
-within [--low, --high]. `run` gives each task a fresh adapter, measures the success rate on
-the hidden tests over --samples programs, runs --groups GRPO groups of --group programs
-(reward: fraction of the public tests passed; MBPP's public test is test_list[0]), then
-measures again with the same sampling seeds. Results append to runs/grpo_learning/*.jsonl and
-a task already done with the same settings is skipped, so runs can be split and resumed.
+samples each candidate from the base model and keeps those whose hidden-test success rate is
+within [--low, --high]. Screening only picks candidates, so it samples the embedded GGUF file
+with llama.cpp when llama-cpp-python is installed (same weights and prompt tokens, plain
+temperature sampling, about 6x faster on a CPU); every rate that `run` reports comes from the
+transformers policy that is trained.
+
+`run` gives each task a fresh adapter, measures the success rate on the hidden tests over
+--samples programs, runs --groups GRPO groups of --group programs (reward: fraction of the
+public tests passed; MBPP's public test is test_list[0]), then measures again with the same
+sampling seeds. Results append to runs/grpo_learning/*.jsonl and a task already done with the
+same settings is skipped, so runs can be split and resumed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import time
@@ -41,7 +47,7 @@ class RunSettings:
     groups: int = 16  # GRPO groups sampled (all-equal groups are skipped by the trainer)
     group: int = 3
     temperature: float = 0.7
-    max_new_tokens: int = 384
+    max_new_tokens: int = 256
     lr: float = 1e-4
     lora_r: int = 8
     beta: float = 0.02
@@ -81,6 +87,33 @@ def sample_programs(
     return programs
 
 
+def llamacpp_sampler(policy: TransformersPolicy, settings: RunSettings):
+    """Base-model sampling with llama.cpp on the embedded GGUF file, for screening only."""
+    from importlib import resources
+
+    from llama_cpp import Llama
+
+    from pot.policy.models import EMBEDDED_MODELS
+
+    embedded = EMBEDDED_MODELS["smollm2-135m"]
+    path = resources.files(embedded.package) / embedded.gguf_file
+    llm = Llama(str(path), n_ctx=2048, n_threads=1, seed=0, verbose=False)
+
+    def sample(prompt: list[dict], count: int, seed: int) -> list[str]:
+        tokens = policy.encode_prompt(prompt)
+        programs = []
+        for index in range(count):
+            llm.set_seed(seed + index)
+            out = llm.create_completion(
+                tokens, max_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                top_p=1.0, top_k=0, min_p=0.0, stop=["\n```"],
+            )  # fmt: skip
+            programs.append(extract_code(out["choices"][0]["text"] + "\n```"))
+        return programs
+
+    return sample
+
+
 def hidden_successes(sandbox: Sandbox, task: Task, programs: list[str]) -> int:
     jobs = [(p, task.hidden_tests, task.entry_point, task.setup_code) for p in programs]
     return sum(e.all_passed for e in sandbox.evaluate_many(jobs))
@@ -95,13 +128,18 @@ def screen(args: argparse.Namespace) -> None:
     path = OUT / "screen.jsonl"
     done = {r["task"] for r in read_jsonl(path)}
     policy = TransformersPolicy.load(args.model)
-    settings = RunSettings()
+    settings = RunSettings(max_new_tokens=args.max_new_tokens)
+    sample = (
+        llamacpp_sampler(policy, settings)
+        if args.model == "default" and importlib.util.find_spec("llama_cpp")
+        else lambda prompt, count, seed: sample_programs(policy, prompt, count, settings, seed)
+    )
     with Sandbox() as sandbox:
         for task in mbpp_dev_tasks()[: args.candidates]:
             if task.id in done:
                 continue
             start = time.perf_counter()
-            programs = sample_programs(policy, build_prompt(task), args.samples, settings, 0)
+            programs = sample(build_prompt(task), args.samples, 0)
             successes = hidden_successes(sandbox, task, programs)
             record = {"task": task.id, "samples": args.samples, "successes": successes}
             append_jsonl(path, record)
@@ -236,6 +274,7 @@ def main() -> None:
     screen_parser = commands.add_parser("screen")
     screen_parser.add_argument("--candidates", type=int, default=30)
     screen_parser.add_argument("--samples", type=int, default=8)
+    screen_parser.add_argument("--max-new-tokens", type=int, default=RunSettings.max_new_tokens)
     run_parser = commands.add_parser("run")
     run_parser.add_argument("--tasks", default="", help="comma-separated; default: screened")
     run_parser.add_argument("--quick", action="store_true", help="1 task, 16 samples, 6 groups")

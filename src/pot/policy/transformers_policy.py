@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -212,7 +213,9 @@ class TransformersPolicy:
     def attach_adapter(self, lora: LoraConfig, *, seed: int = 0) -> None:
         """Wrap the base model with a fresh LoRA adapter (seeded init); base weights freeze."""
         base = self.model.unload() if isinstance(self.model, PeftModel) else self.model
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            # peft calls a transformers method that transformers 5 deprecates: not ours to fix
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
             torch.manual_seed(seed)
             self.model = get_peft_model(base, lora).eval()
         self._initial_adapter = self.adapter_state()
