@@ -36,6 +36,8 @@ def test_last_number_fallback_only_when_asked():
     assert extract_answer("so the total is -3.5 apples.", "last-number") == "-3.5"
     assert extract_answer("it is \\boxed{7}, not 8", "last-number") == "7"
     assert extract_answer("no numbers", "last-number") is None
+    assert extract_answer("so 32, and then 1,234,567 apples, 12,", "last-number") == "12"
+    assert extract_answer("we get 1,234,567.", "last-number") == "1,234,567"
     assert last_boxed("none here") is None
 
 

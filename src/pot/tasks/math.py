@@ -29,7 +29,7 @@ LAYOUTS = (
     "or AIME (problem or Problem, answer or Answer)"
 )
 BOXED = re.compile(r"\\?(?:boxed|fbox)\s*\{")
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+")
 
 
 @dataclass
