@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/pot solve mbpp:validation/DEMO_ID --method pot
+	$(VENV)/bin/pot solve humaneval/HumanEval/55 --method pot --budget simulations=6 --set search.max_new_tokens=160
 
 test: setup
 	$(PY) -m ruff check src tests benchmarks
