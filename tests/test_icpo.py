@@ -108,13 +108,11 @@ class ScriptedPolicy(TransformersPolicy):
             texts = self.probe(user)
         else:
             texts = self.final[:n]
-        return [self._completion(prompt, text) for text in texts]
-
-    def _completion(self, prompt, text):
         prompt_ids = self.encode_prompt(prompt)
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids[: self.tokens]
-        (logprobs,) = self.completion_logprobs(prompt_ids, [ids])
-        return Completion(text, ids, logprobs.tolist(), len(prompt_ids), "stop")
+        ids = [self.tokenizer(t, add_special_tokens=False).input_ids[: self.tokens] for t in texts]
+        logprobs = self.completion_logprobs(prompt_ids, ids) if texts else []
+        return [Completion(text, row, lp.tolist(), len(prompt_ids), "stop")
+                for text, row, lp in zip(texts, ids, logprobs, strict=True)]
 
 
 def boxed(*answers):
