@@ -33,6 +33,7 @@ import torch
 
 from pot.evolve import GRPOConfig, GRPOTrainer
 from pot.policy import TransformersPolicy
+from pot.policy.engines import load_policy, resolve_engine
 from pot.prompts import build_prompt, extract_code
 from pot.sandbox import Sandbox
 from pot.tasks import Task
@@ -52,6 +53,7 @@ class RunSettings:
     lora_r: int = 8
     beta: float = 0.02
     epochs: int = 3
+    engine: str = "transformers"  # who samples (training is always transformers + PEFT)
 
 
 def mbpp_dev_tasks() -> list[Task]:
@@ -165,6 +167,7 @@ def run(args: argparse.Namespace) -> None:
         lr=args.lr,
         lora_r=args.lora_r,
         beta=args.beta,
+        engine=resolve_engine(args.model, args.engine),
     )
     task_ids = args.tasks.split(",") if args.tasks else screened_in_range(args.low, args.high)
     if args.quick:
@@ -174,13 +177,16 @@ def run(args: argparse.Namespace) -> None:
     path = OUT / "results.jsonl"
     done = {r["task"] for r in read_jsonl(path) if r["settings"] == asdict(settings)}
     tasks = {t.id: t for t in mbpp_dev_tasks()}
-    policy = TransformersPolicy.load(args.model)
+    policy = load_policy(args.model, settings.engine)
     config = GRPOConfig(
         lr=settings.lr, lora_r=settings.lora_r, lora_alpha=2 * settings.lora_r,
         beta=settings.beta, epochs=settings.epochs,
     )  # fmt: skip
     trainer = GRPOTrainer(policy, config)
-    print(f"settings {asdict(settings)}, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"settings {asdict(settings)}, engine {policy.engine_name}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     with Sandbox() as sandbox:
         for task_id in task_ids:
             if task_id in done:
@@ -277,6 +283,7 @@ def main() -> None:
     screen_parser.add_argument("--max-new-tokens", type=int, default=RunSettings.max_new_tokens)
     run_parser = commands.add_parser("run")
     run_parser.add_argument("--tasks", default="", help="comma-separated; default: screened")
+    run_parser.add_argument("--engine", default="auto", help="who samples: auto, transformers, ...")
     run_parser.add_argument("--quick", action="store_true", help="1 task, 16 samples, 6 groups")
     defaults = RunSettings()
     run_parser.add_argument("--samples", type=int, default=defaults.samples)

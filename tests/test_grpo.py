@@ -12,16 +12,7 @@ PROMPT = "a"
 CONFIG = GRPOConfig(lr=1e-2)  # the tiny random model needs a larger step than the paper's 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread(request):
-    """Tiny models run fastest on one thread: more only adds synchronization on shared cores."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_trainer(config: GRPOConfig = CONFIG) -> GRPOTrainer:

@@ -10,17 +10,7 @@ from pot.policy.transformers_policy import _ClosingFenceStop
 from pot.prompts import build_prompt, extract_code
 from pot.tasks import Task
 
-
-@pytest.fixture(autouse=True)
-def one_thread(request):
-    """Tiny models run fastest on one thread: more only adds synchronization on shared cores."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
