@@ -61,6 +61,7 @@ class LlamaCppEngine:
         self.capacity = (0, 0)  # (KV cells, sequences) of the current context
         self.adapter = None  # the llama_adapter_lora pointer set on the context
         self.batch = _internals.LlamaBatch(n_tokens=batch, embd=0, n_seq_max=1, verbose=False)
+        self.decoded_tokens = 0  # tokens sent through the model, prompts included
 
     def set_adapter(self, path: Path | None) -> None:
         """Load a GGUF LoRA file (None: no adapter) and make it the context's only adapter."""
@@ -101,7 +102,7 @@ class LlamaCppEngine:
             position = len(prompt_ids) + step
             tokens = [outputs[row][-1] for row in active]
             self._fill(tokens, [position] * len(active), active, [True] * len(active))
-            self.context.decode(self.batch)
+            self._decode()
             logits = np.stack([self._logits(i) for i in range(len(active))])
         return outputs
 
@@ -112,7 +113,7 @@ class LlamaCppEngine:
             positions = list(range(start, start + len(chunk)))
             wanted = [position == len(prompt_ids) - 1 for position in positions]
             self._fill(chunk, positions, [0] * len(chunk), wanted)
-            self.context.decode(self.batch)
+            self._decode()
 
     def _fill(
         self, tokens: list[int], positions: list[int], sequences: list[int], logits: list[bool]
@@ -125,6 +126,10 @@ class LlamaCppEngine:
             raw.n_seq_id[i] = 1
             raw.seq_id[i][0] = sequences[i]
             raw.logits[i] = logits[i]
+
+    def _decode(self) -> None:
+        self.context.decode(self.batch)
+        self.decoded_tokens += self.batch.n_tokens()
 
     def _logits(self, index: int) -> np.ndarray:
         pointer = self.context.get_logits_ith(index)
