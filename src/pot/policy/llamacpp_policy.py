@@ -212,16 +212,16 @@ class LlamaCppPolicy(TransformersPolicy):
         repetition_penalty: float = 1.0,
     ) -> list[Completion]:
         """n completions sampled by llama.cpp after the prompt, which is evaluated once."""
-        sampler = _Sampler(temperature, top_p, repetition_penalty, np.random.default_rng(seed))
+        sampler = Sampler(temperature, top_p, repetition_penalty, np.random.default_rng(seed))
         return self._rollout(prompt, n, max_new_tokens, sampler, stop_at_fence)
 
     def greedy(
         self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
     ) -> Completion:
-        return self._rollout(prompt, 1, max_new_tokens, _Sampler(), stop_at_fence)[0]
+        return self._rollout(prompt, 1, max_new_tokens, Sampler(), stop_at_fence)[0]
 
     def _rollout(
-        self, prompt: Prompt, n: int, max_new_tokens: int, sampler: _Sampler, stop_at_fence: bool
+        self, prompt: Prompt, n: int, max_new_tokens: int, sampler: Sampler, stop_at_fence: bool
     ) -> list[Completion]:
         prompt_ids = self.encode_prompt(prompt)
         room = self._room_for(len(prompt_ids), max_new_tokens)
@@ -277,7 +277,7 @@ class _StopRule:
         return False
 
 
-class _Sampler:
+class Sampler:
     """Picks each row's next token: argmax without an rng, else a seeded draw at `temperature`
     from the nucleus of mass `top_p`. The repetition penalty is transformers': a logit of a
     token already in the prompt or the row's output is divided by it when positive, else
