@@ -143,8 +143,9 @@ class LlamaCppEngine:
             return
         wanted = (max(cells, have_cells) + 1023) // 1024 * 1024
         wanted_sequences = max(sequences, have_sequences, 1)
-        if wanted_sequences > self.batch_size:
-            raise ValueError(f"at most {self.batch_size} sequences per call, not {sequences}")
+        limit = min(self.batch_size, self._llama.llama_max_parallel_sequences())
+        if wanted_sequences > limit:
+            raise ValueError(f"llama.cpp decodes at most {limit} sequences, not {sequences}")
         params = self._llama.llama_context_default_params()
         params.n_ctx = wanted
         params.n_batch = params.n_ubatch = self.batch_size
