@@ -32,8 +32,8 @@ class ScriptedPolicy(TransformersPolicy):
         (logprobs,) = self.completion_logprobs(prompt_ids, [ids])
         return Completion(text, ids, logprobs.tolist(), len(prompt_ids), "stop")
 
-    def sample(self, prompt, n, *, temperature=0.7, top_p=1.0, max_new_tokens=2048, seed=None):
+    def sample(self, prompt, n, *, max_new_tokens=2048, **sampling):
         return [self._complete(prompt, max_new_tokens) for _ in range(n)]
 
-    def greedy(self, prompt, *, max_new_tokens=2048):
+    def greedy(self, prompt, *, max_new_tokens=2048, **decoding):
         return self._complete(prompt, max_new_tokens)

@@ -242,7 +242,7 @@ def test_overrides_scoped_by_method_or_applied_to_every_method_that_has_them():
         ({"search.width": "2"}, "no method of this run"),
         ({"n": "4", "zero-shot.n": "1"}, "zero-shot has no option 'n'"),
         ({"self-repair.rounds": "3"}, "self-repair is not one of this run's methods"),
-        ({"search.k": "many"}, "--set for search-only: invalid literal"),
+        ({"search.k": "many"}, "--set for search-only: option 'search.k' takes an integer"),
     ],
 )
 def test_bad_overrides_are_clear_errors(overrides, message):

@@ -269,7 +269,7 @@ def test_end_to_end_on_the_embedded_model():
         (["--methods", "single,beam"], "unknown math method 'beam'"),
         (["--tasks", "arith:lots"], "use arith:<n>[:<seed>]"),
         (["--set", "icpo.width=2"], "unknown option 'icpo.width' for pot math"),
-        (["--set", "icpo.k=many"], "option 'icpo.k' takes a int"),
+        (["--set", "icpo.k=many"], "option 'icpo.k' takes an integer"),
     ],
 )
 def test_pot_math_bad_input_is_one_clear_error_line(tmp_path, args, message):

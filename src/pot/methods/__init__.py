@@ -68,7 +68,8 @@ def _convert(value: Any, kind: type, key: str) -> Any:
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise ValueError(f"option {key!r} takes a {kind.__name__}, not {value!r}") from None
+        wanted = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
+        raise ValueError(f"option {key!r} takes {wanted}, not {value!r}") from None
 
 
 def solve(
