@@ -34,6 +34,7 @@ import torch
 from pot.evolve import GRPOConfig, GRPOTrainer
 from pot.policy import TransformersPolicy
 from pot.policy.engines import load_policy, resolve_engine
+from pot.policy.models import gguf_path
 from pot.prompts import build_prompt, extract_code
 from pot.sandbox import Sandbox
 from pot.tasks import Task
@@ -89,17 +90,11 @@ def sample_programs(
     return programs
 
 
-def llamacpp_sampler(policy: TransformersPolicy, settings: RunSettings):
-    """Base-model sampling with llama.cpp on the embedded GGUF file, for screening only."""
-    from importlib import resources
-
+def llamacpp_sampler(policy: TransformersPolicy, gguf: Path, settings: RunSettings):
+    """Base-model sampling with llama.cpp on the model's GGUF file, for screening only."""
     from llama_cpp import Llama
 
-    from pot.policy.models import EMBEDDED_MODELS
-
-    embedded = EMBEDDED_MODELS["smollm2-135m"]
-    path = resources.files(embedded.package) / embedded.gguf_file
-    llm = Llama(str(path), n_ctx=2048, n_threads=1, seed=0, verbose=False)
+    llm = Llama(str(gguf), n_ctx=2048, n_threads=1, seed=0, verbose=False)
 
     def sample(prompt: list[dict], count: int, seed: int) -> list[str]:
         tokens = policy.encode_prompt(prompt)
@@ -131,9 +126,10 @@ def screen(args: argparse.Namespace) -> None:
     done = {r["task"] for r in read_jsonl(path)}
     policy = TransformersPolicy.load(args.model)
     settings = RunSettings(max_new_tokens=args.max_new_tokens)
+    gguf = gguf_path(args.model)
     sample = (
-        llamacpp_sampler(policy, settings)
-        if args.model == "default" and importlib.util.find_spec("llama_cpp")
+        llamacpp_sampler(policy, gguf, settings)
+        if gguf is not None and importlib.util.find_spec("llama_cpp")
         else lambda prompt, count, seed: sample_programs(policy, prompt, count, settings, seed)
     )
     with Sandbox() as sandbox:
