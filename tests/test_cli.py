@@ -49,9 +49,21 @@ def test_pot_solve_end_to_end_on_the_embedded_model(tmp_path):
     hidden = tmp_path / "hidden.py"
     hidden.write_text("assert add(1, 2) == 3\nassert add(-4, 4) == 0\n")
     result = run(
-        "solve", "--problem", "Write a python function add(a, b) that returns a + b.",
-        "--tests", str(tests), "--hidden-tests", str(hidden), "--method", "pot",
-        "--budget", "programs=6", "--set", "search.max_new_tokens=128", "--out", str(tmp_path),
+        "solve",
+        "--problem",
+        "Write a python function add(a, b) that returns a + b.",
+        "--tests",
+        str(tests),
+        "--hidden-tests",
+        str(hidden),
+        "--method",
+        "pot",
+        "--budget",
+        "programs=6",
+        "--set",
+        "search.max_new_tokens=128",
+        "--out",
+        str(tmp_path),
     )
     assert result.exit_code == 0, result.output
     assert "simulation" in result.output and "trace written to" in result.output
@@ -60,5 +72,10 @@ def test_pot_solve_end_to_end_on_the_embedded_model(tmp_path):
     assert trace["method"] == "pot" and trace["costs"]["programs"] <= 6
     assert len(trace["trace"]["nodes"]) - 1 == trace["costs"]["programs"]
     assert trace["costs"]["executions"] == trace["costs"]["programs"]
-    assert trace["hidden_verdict"] in {"pass", "wrong_answer", "runtime_error", "syntax_error",
-                                       "time_limit"}
+    assert trace["hidden_verdict"] in {
+        "pass",
+        "wrong_answer",
+        "runtime_error",
+        "syntax_error",
+        "time_limit",
+    }

@@ -111,8 +111,10 @@ class ScriptedPolicy(TransformersPolicy):
         prompt_ids = self.encode_prompt(prompt)
         ids = [self.tokenizer(t, add_special_tokens=False).input_ids[: self.tokens] for t in texts]
         logprobs = self.completion_logprobs(prompt_ids, ids) if texts else []
-        return [Completion(text, row, lp.tolist(), len(prompt_ids), "stop")
-                for text, row, lp in zip(texts, ids, logprobs, strict=True)]
+        return [
+            Completion(text, row, lp.tolist(), len(prompt_ids), "stop")
+            for text, row, lp in zip(texts, ids, logprobs, strict=True)
+        ]
 
 
 def boxed(*answers):
@@ -128,13 +130,17 @@ def math_script():
             return boxed(9, 9)
         return boxed(1, 2)
 
-    return ScriptedPolicy(rounds=[boxed(5, 5, 7), boxed(7, 7, 5)], probe=probe,
-                          final=boxed(7, 7, 5, "x") + ["no answer"])
+    return ScriptedPolicy(
+        rounds=[boxed(5, 5, 7), boxed(7, 7, 5)],
+        probe=probe,
+        final=boxed(7, 7, 5, "x") + ["no answer"],
+    )
 
 
 def small_config(**overrides):
-    config = ICPOConfig(rounds=2, k=3, entropy_k=2, final_k=4, max_new_tokens=32,
-                        summary_max_new_tokens=16)
+    config = ICPOConfig(
+        rounds=2, k=3, entropy_k=2, final_k=4, max_new_tokens=32, summary_max_new_tokens=16
+    )
     for name, value in overrides.items():
         setattr(config, name, value)
     return config
@@ -168,20 +174,25 @@ def test_prompt_after_two_rounds_holds_exactly_the_selected_summaries():
 
     # costs: per round 3 answers + 3 summaries + 3 probes of 2; then 4 final answers
     assert ledger.costs.programs == 2 * (3 + 3 + 3 * 2) + 4 == generations(small_config())
-    tokens = sum(len(policy.tokenizer(t, add_special_tokens=False).input_ids[:6])
-                 for t in boxed(5, 5, 7, 7, 7, 5) + ["idea-1"] * 6 + boxed(9) * 12 + boxed(7) * 4)
+    tokens = sum(
+        len(policy.tokenizer(t, add_special_tokens=False).input_ids[:6])
+        for t in boxed(5, 5, 7, 7, 7, 5) + ["idea-1"] * 6 + boxed(9) * 12 + boxed(7) * 4
+    )
     assert ledger.costs.generated_tokens == tokens
     summary_calls = [kw for n, user, kw in policy.calls if user.startswith("Provide")]
     assert all(kw["temperature"] == 0.05 and not kw["stop_at_fence"] for kw in summary_calls)
 
 
 def test_invalid_samples_are_not_summarized_and_one_candidate_needs_no_probe():
-    policy = ScriptedPolicy(rounds=[["no answer", "still none", "\\boxed{4}"]],
-                            probe=lambda user: pytest.fail("no probe for a lone candidate"),
-                            final=boxed(4, 4, 4, 4))
+    policy = ScriptedPolicy(
+        rounds=[["no answer", "still none", "\\boxed{4}"]],
+        probe=lambda user: pytest.fail("no probe for a lone candidate"),
+        final=boxed(4, 4, 4, 4),
+    )
     ledger = Ledger(Budget())
-    answers, trace = run_math(MathTask("t", "2+2?", "4"), policy, ledger,
-                              small_config(rounds=1), seed=0)
+    answers, trace = run_math(
+        MathTask("t", "2+2?", "4"), policy, ledger, small_config(rounds=1), seed=0
+    )
     (round_,) = trace["rounds"]
     assert round_["selected"] == 2 and len(round_["candidates"]) == 1
     assert trace["ideas"] == {"bad": [], "good": ["idea-1\nThus, the answer is \\boxed{4}"]}
@@ -198,7 +209,9 @@ def test_math_result_scores_maj_and_mean():
 
 
 ADD = Task(
-    id="add", prompt="Write add(a, b) that returns the sum.", entry_point="add",
+    id="add",
+    prompt="Write add(a, b) that returns the sum.",
+    entry_point="add",
     public_tests=[Test("assert", "assert add(1, 2) == 3")],
     hidden_tests=[Test("assert", "assert add(1, 2) == 3\nassert add(-4, 4) == 0")],
 )
@@ -215,9 +228,12 @@ def test_code_variant_rewards_from_public_tests_and_answers_the_best_program(san
         return next(texts for idea, texts in probes.items() if idea in user)
 
     policy = ScriptedPolicy(
-        rounds=[[code("a - b"), code("a * b"), "```python\ndef add(a, b) return\n```"],
-                [code("a + b"), code("a - b"), code("a - b")]],
-        probe=probe, final=[code("a + b")] * 4,
+        rounds=[
+            [code("a - b"), code("a * b"), "```python\ndef add(a, b) return\n```"],
+            [code("a + b"), code("a - b"), code("a - b")],
+        ],
+        probe=probe,
+        final=[code("a + b")] * 4,
     )
     config = method_config("me-icpo", {"rounds": 2, "k": 3, "entropy_k": 2, "final_k": 4})
     result = solve(ADD, policy, sandbox, "me-icpo", config=config)
@@ -245,9 +261,17 @@ def test_end_to_end_on_the_embedded_model():
     from pot.api import load_policy
 
     policy = load_policy("default")
-    config = MathConfig(icpo=ICPOConfig(
-        rounds=1, k=2, entropy_k=2, final_k=2, max_new_tokens=32, summary_max_new_tokens=12,
-        answer_format="last-number"))
+    config = MathConfig(
+        icpo=ICPOConfig(
+            rounds=1,
+            k=2,
+            entropy_k=2,
+            final_k=2,
+            max_new_tokens=32,
+            summary_max_new_tokens=12,
+            answer_format="last-number",
+        )
+    )
     (task,) = arithmetic_tasks(1, seed=1)
     result = solve_math(task, policy, "me-icpo", config)
     (round_,) = result.trace["rounds"]
@@ -259,8 +283,10 @@ def test_end_to_end_on_the_embedded_model():
     assert summaries <= len(valid)
     assert result.costs.generated_tokens > 0 and result.costs.prompt_tokens > 0
     assert result.costs.generate_s > 0 and result.costs.train_s == 0
-    assert all(c["summary"].endswith(f"\\boxed{{{round_['answers'][c['sample']]}}}")
-               for c in round_["candidates"])
+    assert all(
+        c["summary"].endswith(f"\\boxed{{{round_['answers'][c['sample']]}}}")
+        for c in round_["candidates"]
+    )
 
 
 @pytest.mark.parametrize(

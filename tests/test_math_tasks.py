@@ -19,8 +19,10 @@ from pot.tasks.math import (
     [
         ("so \\boxed{\\frac{1}{\\sqrt{2}}} is it", "\\frac{1}{\\sqrt{2}}"),  # nested braces
         ("first \\boxed{3}, finally \\boxed{\\dfrac{2}{3}}.", "\\dfrac{2}{3}"),  # the last one
-        ("\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
-         "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+        (
+            "\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        ),
         ("Thus, the answer is boxed{42}", "42"),  # the official code's summaries drop the \\
         ("Natalia sold 48+24 = 72 clips.\n#### 72", "72"),  # GSM8K
         ("#### 1,234\n", "1,234"),
@@ -81,16 +83,30 @@ def write_jsonl(path, rows):
 
 
 def test_loads_gsm8k_math_and_aime_layouts(tmp_path):
-    gsm8k = write_jsonl(tmp_path / "gsm8k.jsonl", [
-        {"question": "Q1?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"},
-    ])
-    math = write_jsonl(tmp_path / "math.jsonl", [
-        {"unique_id": "m/1", "problem": "P?", "solution": "so $\\boxed{\\frac{1}{2}}$", "level": 3},
-        {"unique_id": "m/2", "problem": "P2?", "solution": "long", "answer": "7"},
-    ])
-    aime = write_jsonl(tmp_path / "aime.jsonl", [
-        {"ID": "2024-I-1", "Problem": "A?", "Answer": 204},
-    ])
+    gsm8k = write_jsonl(
+        tmp_path / "gsm8k.jsonl",
+        [
+            {"question": "Q1?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"},
+        ],
+    )
+    math = write_jsonl(
+        tmp_path / "math.jsonl",
+        [
+            {
+                "unique_id": "m/1",
+                "problem": "P?",
+                "solution": "so $\\boxed{\\frac{1}{2}}$",
+                "level": 3,
+            },
+            {"unique_id": "m/2", "problem": "P2?", "solution": "long", "answer": "7"},
+        ],
+    )
+    aime = write_jsonl(
+        tmp_path / "aime.jsonl",
+        [
+            {"ID": "2024-I-1", "Problem": "A?", "Answer": 204},
+        ],
+    )
     (q,) = load_math_tasks(gsm8k)
     assert (q.question, q.answer) == ("Q1?", "4")
     first, second = load_math_tasks(math)

@@ -21,7 +21,10 @@ WRONG = "def add(a, b):\n    return a - b"
 def add_task(hidden: list[Test] | None = None) -> Task:
     public = [Test("assert", "assert add(1, 2) == 3")]
     return Task(
-        id="t/add", prompt="Add two numbers.", entry_point="add", public_tests=public,
+        id="t/add",
+        prompt="Add two numbers.",
+        entry_point="add",
+        public_tests=public,
         hidden_tests=hidden or public + [Test("assert", "assert add(-1, 1) == 0")],
     )
 
@@ -29,8 +32,9 @@ def add_task(hidden: list[Test] | None = None) -> Task:
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("programs", [1, 5, 7])
 def test_program_budget_is_respected_exactly(sandbox, method, programs):
-    result = solve(add_task(), ScriptedPolicy([WRONG]), sandbox, method,
-                   budget=Budget(programs=programs))
+    result = solve(
+        add_task(), ScriptedPolicy([WRONG]), sandbox, method, budget=Budget(programs=programs)
+    )
     expected = 1 if method == "zero-shot" else programs
     assert result.costs.programs == expected
     assert len(result.trace["nodes"]) - 1 == expected
@@ -39,8 +43,14 @@ def test_program_budget_is_respected_exactly(sandbox, method, programs):
 
 def test_token_budget_is_respected_exactly(sandbox):
     config = method_config("search-only")
-    result = solve(add_task(), ScriptedPolicy([WRONG], tokens=10), sandbox, "search-only",
-                   config=config, budget=Budget(tokens=45))
+    result = solve(
+        add_task(),
+        ScriptedPolicy([WRONG], tokens=10),
+        sandbox,
+        "search-only",
+        config=config,
+        budget=Budget(tokens=45),
+    )
     # 3 sampled + 1 committed program of 10 tokens; 5 tokens left: 3 programs of 5 // 3 = 1
     # token; 2 left: the committed program gets 2.
     assert result.costs.generated_tokens == 45
@@ -48,8 +58,9 @@ def test_token_budget_is_respected_exactly(sandbox):
 
 
 def test_simulation_budget_and_paper_default_of_20(sandbox):
-    result = solve(add_task(), ScriptedPolicy([WRONG]), sandbox, "search-only",
-                   budget=Budget(simulations=3))
+    result = solve(
+        add_task(), ScriptedPolicy([WRONG]), sandbox, "search-only", budget=Budget(simulations=3)
+    )
     assert max(n["simulation"] for n in result.trace["nodes"]) == 3
     assert result.costs.programs == 3 * 4
     config = method_config("search-only", {"search.max_depth": 50})
@@ -76,8 +87,14 @@ def test_early_termination_on_the_first_public_pass(sandbox, method):
 
 def test_max_depth_is_honoured(sandbox):
     config = method_config("search-only", {"search.max_depth": 2})
-    result = solve(add_task(), ScriptedPolicy([WRONG]), sandbox, "search-only", config=config,
-                   budget=Budget(programs=200))
+    result = solve(
+        add_task(),
+        ScriptedPolicy([WRONG]),
+        sandbox,
+        "search-only",
+        config=config,
+        budget=Budget(programs=200),
+    )
     depths = [n["depth"] for n in result.trace["nodes"]]
     assert max(depths) == 2
     config = method_config("search-only", {"search.max_depth": 1})
@@ -99,8 +116,14 @@ def test_the_method_never_sees_hidden_tests(sandbox, method):
 def test_oracle_feedback_comes_from_hidden_tests_and_is_recorded(sandbox):
     secret = Test("assert", "assert add(2, 2) == 5")
     policy = ScriptedPolicy([GOOD])
-    result = solve(add_task(hidden=[secret]), policy, sandbox, "self-repair",
-                   budget=Budget(programs=2), oracle=True)
+    result = solve(
+        add_task(hidden=[secret]),
+        policy,
+        sandbox,
+        "self-repair",
+        budget=Budget(programs=2),
+        oracle=True,
+    )
     assert result.oracle and result.public_reward == 0.0
     assert "add(2, 2) == 5" in policy.prompts[-1]
 

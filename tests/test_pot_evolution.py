@@ -10,8 +10,13 @@ from tests.scripted import ScriptedPolicy
 BAD = "def add(a, b):\n    return None"  # passes neither public test
 HALF = "def add(a, b):\n    return a - b"  # passes add(0, 0) == 0 only
 PUBLIC = [Test("assert", "assert add(1, 2) == 3"), Test("assert", "assert add(0, 0) == 0")]
-TASK = Task(id="t/add2", prompt="Add two numbers.", entry_point="add", public_tests=PUBLIC,
-            hidden_tests=PUBLIC)
+TASK = Task(
+    id="t/add2",
+    prompt="Add two numbers.",
+    entry_point="add",
+    public_tests=PUBLIC,
+    hidden_tests=PUBLIC,
+)
 
 
 def tree_shape(result):
@@ -41,12 +46,27 @@ def test_pot_updates_the_adapter_on_mixed_group_rewards_and_never_the_base(sandb
 
 def test_zero_learning_rate_makes_pot_build_search_onlys_tree(sandbox):
     budget = Budget(programs=16)
-    only = solve(TASK, ScriptedPolicy([BAD, HALF, BAD]), sandbox, "search-only", budget=budget,
-                 seed=3)
-    frozen = solve(TASK, ScriptedPolicy([BAD, HALF, BAD]), sandbox, "pot", budget=budget, seed=3,
-                   config=method_config("pot", {"grpo.lr": 0.0}))
-    learning = solve(TASK, ScriptedPolicy([BAD, HALF, BAD]), sandbox, "pot", budget=budget,
-                     seed=3, config=method_config("pot", {"grpo.lr": 5e-2}))
+    only = solve(
+        TASK, ScriptedPolicy([BAD, HALF, BAD]), sandbox, "search-only", budget=budget, seed=3
+    )
+    frozen = solve(
+        TASK,
+        ScriptedPolicy([BAD, HALF, BAD]),
+        sandbox,
+        "pot",
+        budget=budget,
+        seed=3,
+        config=method_config("pot", {"grpo.lr": 0.0}),
+    )
+    learning = solve(
+        TASK,
+        ScriptedPolicy([BAD, HALF, BAD]),
+        sandbox,
+        "pot",
+        budget=budget,
+        seed=3,
+        config=method_config("pot", {"grpo.lr": 5e-2}),
+    )
     assert frozen.costs.gradient_steps > 0 and only.costs.gradient_steps == 0
     assert tree_shape(frozen) == tree_shape(only)
     assert tree_shape(learning) != tree_shape(only)  # the test can tell a real update apart

@@ -46,6 +46,12 @@ def solve(
     task = get_task(task) if isinstance(task, str) else task
     budget = Budget.parse(budget) if isinstance(budget, str) else budget
     return solve_with(
-        task, policy or load_policy(model, engine), sandbox or _shared_sandbox(), method,
-        config=config, budget=budget, seed=seed, oracle=oracle,
+        task,
+        policy or load_policy(model, engine),
+        sandbox or _shared_sandbox(),
+        method,
+        config=config,
+        budget=budget,
+        seed=seed,
+        oracle=oracle,
     )

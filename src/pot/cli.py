@@ -58,14 +58,21 @@ def task_from_text(problem: str, tests_file: Path, hidden_file: Path | None) -> 
     entry = next((c.func.id for c in calls if isinstance(c.func, ast.Name)), None)
     usage = f"{problem}\nYour code should pass this test:\n{public[0].source}"
     return Task(
-        id="cli/problem", prompt=usage, entry_point=entry, public_tests=public,
+        id="cli/problem",
+        prompt=usage,
+        entry_point=entry,
+        public_tests=public,
         hidden_tests=read_asserts(hidden_file) if hidden_file else public,
     )
 
 
 def resolve_task(
-    spec: str | None, task_file: Path | None, task_id: str | None, problem: str | None,
-    tests: Path | None, hidden_tests: Path | None,
+    spec: str | None,
+    task_file: Path | None,
+    task_id: str | None,
+    problem: str | None,
+    tests: Path | None,
+    hidden_tests: Path | None,
 ) -> Task:
     if problem is not None:
         if tests is None:
@@ -162,14 +169,20 @@ def solve(
     )
     with open_sandbox() as sandbox:
         result = solve_task(
-            the_task, policy, sandbox, method, config=config, budget=the_budget, seed=seed,
-            oracle=oracle, on_simulation=print_progress if method in TREE_SEARCH else None,
+            the_task,
+            policy,
+            sandbox,
+            method,
+            config=config,
+            budget=the_budget,
+            seed=seed,
+            oracle=oracle,
+            on_simulation=print_progress if method in TREE_SEARCH else None,
         )
     out.mkdir(parents=True, exist_ok=True)
     trace_path = out / f"{the_task.id.replace('/', '_')}.{method}.json"
     trace_path.write_text(json.dumps(result.to_dict(), indent=1))
     print_result(result, trace_path)
-
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -347,19 +360,41 @@ def math_(
         policy = load_policy(model, engine)
     except (UsageError, TaskFormatError, ValueError, LookupError) as e:
         fail(str(e))
-    console.print(f"{len(task_list)} questions on {model} ({policy.engine_name}), "
-                  f"{budget_of(config)} generations per question for majority and ttrl "
-                  "(ME-ICPO's nominal count)", highlight=False)
-    records = run_math_bench(out, task_list, names, policy, config, seed,
-                             progress=lambda todo: track(todo, description="solving",
-                                                         console=console))
+    console.print(
+        f"{len(task_list)} questions on {model} ({policy.engine_name}), "
+        f"{budget_of(config)} generations per question for majority and ttrl "
+        "(ME-ICPO's nominal count)",
+        highlight=False,
+    )
+    records = run_math_bench(
+        out,
+        task_list,
+        names,
+        policy,
+        config,
+        seed,
+        progress=lambda todo: track(todo, description="solving", console=console),
+    )
     table = Table(title=f"{tasks} · seed {seed}")
-    for column in ("method", "questions", "accuracy", "Mean@k", "generations/q", "tokens/q",
-                   "seconds/q"):
+    for column in (
+        "method",
+        "questions",
+        "accuracy",
+        "Mean@k",
+        "generations/q",
+        "tokens/q",
+        "seconds/q",
+    ):
         table.add_column(column)
     for row in summary_rows(records, names):
-        table.add_row(row["method"], str(row["questions"]), f"{row['accuracy']:.3f}",
-                      f"{row['mean_at_k']:.3f}", f"{row['generations']:.1f}",
-                      f"{row['tokens']:.0f}", f"{row['seconds']:.1f}")
+        table.add_row(
+            row["method"],
+            str(row["questions"]),
+            f"{row['accuracy']:.3f}",
+            f"{row['mean_at_k']:.3f}",
+            f"{row['generations']:.1f}",
+            f"{row['tokens']:.0f}",
+            f"{row['seconds']:.1f}",
+        )
     console.print(table)
     console.print(f"results in {out / 'results.jsonl'}", highlight=False, soft_wrap=True)

@@ -98,9 +98,17 @@ def solve(
     answer = best.program if best else ""
     hidden = sandbox.evaluate_task(task, answer, split="hidden")
     return Result(
-        task_id=task.id, method=method, seed=seed, oracle=oracle, answer=answer,
-        public_reward=best.reward if best else 0.0, hidden_passed=hidden.all_passed,
-        hidden_reward=hidden.reward, hidden_verdict=hidden.verdict.value,
-        first_solved_program=first_solved(tree), costs=costs,
-        config=dataclasses.asdict(config), trace=tree.to_dict(),
+        task_id=task.id,
+        method=method,
+        seed=seed,
+        oracle=oracle,
+        answer=answer,
+        public_reward=best.reward if best else 0.0,
+        hidden_passed=hidden.all_passed,
+        hidden_reward=hidden.reward,
+        hidden_verdict=hidden.verdict.value,
+        first_solved_program=first_solved(tree),
+        costs=costs,
+        config=dataclasses.asdict(config),
+        trace=tree.to_dict(),
     )

@@ -23,7 +23,11 @@ class BestOfNConfig:
 
 
 def run(
-    task: Task, policy: Policy, sandbox: Sandbox, ledger: Ledger, config: BestOfNConfig,
+    task: Task,
+    policy: Policy,
+    sandbox: Sandbox,
+    ledger: Ledger,
+    config: BestOfNConfig,
     seed: int = 0,
 ) -> Tree:
     tree = Tree()
@@ -32,8 +36,13 @@ def run(
     while len(tree.nodes) - 1 < config.n and not ledger.exhausted():
         n = min(config.batch_size, config.n - (len(tree.nodes) - 1))
         completions = ledger.sample(
-            policy, prompt, n, temperature=config.temperature, top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens, seed=seed * 1_000_003 + batch,
+            policy,
+            prompt,
+            n,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+            seed=seed * 1_000_003 + batch,
         )
         if not completions:
             break

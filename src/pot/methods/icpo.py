@@ -126,8 +126,10 @@ def user_text(question: str, ideas: Ideas) -> str:
 
 
 def icpo_prompt(system: str, question: str, ideas: Ideas) -> list[Message]:
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": user_text(question, ideas)}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user_text(question, ideas)},
+    ]
 
 
 def majority(answers: Sequence[str | None]) -> str | None:
@@ -192,23 +194,36 @@ class Sampler:
 
     def answers(self, prompt: list[Message], n: int) -> list[Completion]:
         c = self.config
-        return self._sample(prompt, n, c.temperature, c.top_p, c.max_new_tokens,
-                            self.stop_at_fence)
+        return self._sample(prompt, n, c.temperature, c.top_p, c.max_new_tokens, self.stop_at_fence)
 
     def summary(self, source: str, template: str) -> str:
         c = self.config
         prompt = [{"role": "user", "content": template.format(source.strip())}]
-        completions = self._sample(prompt, 1, c.summary_temperature, c.summary_top_p,
-                                   c.summary_max_new_tokens, False)
+        completions = self._sample(
+            prompt, 1, c.summary_temperature, c.summary_top_p, c.summary_max_new_tokens, False
+        )
         return completions[0].text.strip() if completions else ""
 
-    def _sample(self, prompt: list[Message], n: int, temperature: float, top_p: float,
-                max_new_tokens: int, stop_at_fence: bool) -> list[Completion]:
+    def _sample(
+        self,
+        prompt: list[Message],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        stop_at_fence: bool,
+    ) -> list[Completion]:
         self.calls += 1
         return self.ledger.sample(
-            self.policy, prompt, n, temperature=temperature, top_p=top_p,
-            repetition_penalty=self.config.repetition_penalty, max_new_tokens=max_new_tokens,
-            seed=self.seed * 1_000_003 + self.calls, stop_at_fence=stop_at_fence,
+            self.policy,
+            prompt,
+            n,
+            temperature=temperature,
+            top_p=top_p,
+            repetition_penalty=self.config.repetition_penalty,
+            max_new_tokens=max_new_tokens,
+            seed=self.seed * 1_000_003 + self.calls,
+            stop_at_fence=stop_at_fence,
         )
 
 
@@ -227,17 +242,25 @@ def optimize(arena: Arena, sampler: Sampler, config: ICPOConfig) -> tuple[list[A
         chosen = choose(arena, sampler, config, ideas, candidates)
         if chosen is not None:
             ideas = ideas.with_idea(chosen.summary, chosen.good, config.max_ideas)
-        rounds.append({
-            "round": round_, "prompt": prompt[-1]["content"],
-            "answers": [a.answer for a in attempts], "rewards": [a.reward for a in attempts],
-            "candidates": [vars(c) for c in candidates],
-            "selected": None if chosen is None else chosen.sample,
-        })
+        rounds.append(
+            {
+                "round": round_,
+                "prompt": prompt[-1]["content"],
+                "answers": [a.answer for a in attempts],
+                "rewards": [a.reward for a in attempts],
+                "candidates": [vars(c) for c in candidates],
+                "selected": None if chosen is None else chosen.sample,
+            }
+        )
     arena.round = config.rounds + 1
     final_prompt = icpo_prompt(arena.system, arena.question, ideas)
     final = [] if arena.done() else arena.judge(sampler.answers(final_prompt, config.final_k))
-    trace = {"rounds": rounds, "final_prompt": final_prompt[-1]["content"],
-             "final_answers": [a.answer for a in final], "ideas": vars(ideas)}
+    trace = {
+        "rounds": rounds,
+        "final_prompt": final_prompt[-1]["content"],
+        "final_answers": [a.answer for a in final],
+        "ideas": vars(ideas),
+    }
     return final, trace
 
 
@@ -255,8 +278,9 @@ def summarize(arena: Arena, sampler: Sampler, attempts: list[Attempt]) -> list[C
     return candidates
 
 
-def choose(arena: Arena, sampler: Sampler, config: ICPOConfig, ideas: Ideas,
-           candidates: list[Candidate]) -> Candidate | None:
+def choose(
+    arena: Arena, sampler: Sampler, config: ICPOConfig, ideas: Ideas, candidates: list[Candidate]
+) -> Candidate | None:
     """The candidate whose summary in the context gives the least uncertain answers."""
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
@@ -264,8 +288,9 @@ def choose(arena: Arena, sampler: Sampler, config: ICPOConfig, ideas: Ideas,
         if arena.done():
             return None
         trial = ideas.with_idea(candidate.summary, candidate.good, config.max_ideas)
-        probes = arena.judge(sampler.answers(
-            icpo_prompt(arena.system, arena.question, trial), config.entropy_k))
+        probes = arena.judge(
+            sampler.answers(icpo_prompt(arena.system, arena.question, trial), config.entropy_k)
+        )
         candidate.probe_answers = [a.answer for a in probes]
         candidate.entropy = answer_entropy(candidate.probe_answers, config.invalid_penalty)
     return candidates[min_entropy([c.entropy for c in candidates])]
@@ -285,8 +310,10 @@ class MathArena:
         """Answers normalized; reward 1 for agreeing with the majority of the group."""
         answers = [math_key(c.text, self.answer_format) for c in completions]
         label = majority(answers)
-        return [Attempt(c.text, a, float(a is not None and a == label))
-                for c, a in zip(completions, answers, strict=True)]
+        return [
+            Attempt(c.text, a, float(a is not None and a == label))
+            for c, a in zip(completions, answers, strict=True)
+        ]
 
     def summary_tail(self, attempt: Attempt) -> str:
         return f"Thus, the answer is \\boxed{{{attempt.answer}}}"
@@ -300,8 +327,9 @@ def math_key(text: str, answer_format: str = "boxed") -> str | None:
     return None if answer is None else normalize_answer(answer)
 
 
-def run_math(task: MathTask, policy: Policy, ledger: Ledger, config: ICPOConfig,
-             seed: int = 0) -> tuple[list[str | None], dict]:
+def run_math(
+    task: MathTask, policy: Policy, ledger: Ledger, config: ICPOConfig, seed: int = 0
+) -> tuple[list[str | None], dict]:
     """The final answers (normalized keys) and the trace; score them with Maj@k / Mean@k."""
     sampler = Sampler(policy, ledger, config, seed, stop_at_fence=False)
     final, trace = optimize(MathArena(task, config.answer_format), sampler, config)
@@ -325,8 +353,15 @@ class ICPOTree(Tree):
 class CodeArena:
     summary_template = SUMMARY_CODE
 
-    def __init__(self, task: Task, sandbox: Sandbox, ledger: Ledger, policy: Policy,
-                 tree: ICPOTree, early_stop: bool) -> None:
+    def __init__(
+        self,
+        task: Task,
+        sandbox: Sandbox,
+        ledger: Ledger,
+        policy: Policy,
+        tree: ICPOTree,
+        early_stop: bool,
+    ) -> None:
         self.system, self.question = SYSTEM_CODE, build_prompt(task, [])[0]["content"]
         self.task, self.sandbox, self.ledger, self.policy = task, sandbox, ledger, policy
         self.tree, self.early_stop, self.round = tree, early_stop, 0
@@ -337,13 +372,22 @@ class CodeArena:
         evaluations = self.ledger.evaluate(self.sandbox, self.task, programs)
         for program, c, ev in zip(programs, completions, evaluations, strict=True):
             self.tree.add_child(
-                self.tree.root, "sampled", program=program, completion=c.text,
-                feedback=ev.feedback, reward=ev.reward, verdict=ev.verdict.value,
-                mean_logprob=c.mean_logprob, policy_version=self.policy.version,
-                simulation=self.round, created_s=self.ledger.elapsed(),
+                self.tree.root,
+                "sampled",
+                program=program,
+                completion=c.text,
+                feedback=ev.feedback,
+                reward=ev.reward,
+                verdict=ev.verdict.value,
+                mean_logprob=c.mean_logprob,
+                policy_version=self.policy.version,
+                simulation=self.round,
+                created_s=self.ledger.elapsed(),
             )
-        return [Attempt(program, behaviour(ev), ev.reward)
-                for program, ev in zip(programs, evaluations, strict=True)]
+        return [
+            Attempt(program, behaviour(ev), ev.reward)
+            for program, ev in zip(programs, evaluations, strict=True)
+        ]
 
     def summary_tail(self, attempt: Attempt) -> str:
         return f"Public-test reward of this program: {attempt.reward:.2f}"
@@ -366,8 +410,9 @@ def behaviour(evaluation: Evaluation) -> str | None:
     return " | ".join(parts)
 
 
-def run(task: Task, policy: Policy, sandbox: Sandbox, ledger: Ledger, config: ICPOConfig,
-        seed: int = 0) -> Tree:
+def run(
+    task: Task, policy: Policy, sandbox: Sandbox, ledger: Ledger, config: ICPOConfig, seed: int = 0
+) -> Tree:
     """The code variant: rewards from the public tests; the answer (picked by `solve`) is the
     program with the best public reward."""
     tree = ICPOTree()

@@ -57,25 +57,39 @@ def budget_of(config: MathConfig) -> int:
     return icpo.generations(config.icpo)
 
 
-def run_single(task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig,
-               seed: int) -> tuple[Answers, dict]:
+def run_single(
+    task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig, seed: int
+) -> tuple[Answers, dict]:
     """One greedy answer."""
     prompt = icpo_prompt(icpo.SYSTEM_MATH, task.question, Ideas())
-    completions = ledger.sample(policy, prompt, 1, greedy=True, stop_at_fence=False,
-                                max_new_tokens=config.icpo.max_new_tokens)
+    completions = ledger.sample(
+        policy,
+        prompt,
+        1,
+        greedy=True,
+        stop_at_fence=False,
+        max_new_tokens=config.icpo.max_new_tokens,
+    )
     texts = [c.text for c in completions]
     return [math_key(text, config.icpo.answer_format) for text in texts], {"texts": texts}
 
 
-def run_majority(task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig,
-                 seed: int) -> tuple[Answers, dict]:
+def run_majority(
+    task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig, seed: int
+) -> tuple[Answers, dict]:
     """Self-consistency: G sampled answers, in batches of k."""
     prompt = icpo_prompt(icpo.SYSTEM_MATH, task.question, Ideas())
     answers: Answers = []
     total, batch = budget_of(config), 0
     while len(answers) < total:
-        completions = sample(policy, ledger, prompt, min(config.icpo.k, total - len(answers)),
-                             config.icpo, seed * 1_000_003 + batch)
+        completions = sample(
+            policy,
+            ledger,
+            prompt,
+            min(config.icpo.k, total - len(answers)),
+            config.icpo,
+            seed * 1_000_003 + batch,
+        )
         if not completions:
             break
         answers += [math_key(c.text, config.icpo.answer_format) for c in completions]
@@ -83,8 +97,9 @@ def run_majority(task: MathTask, policy: Policy, ledger: Ledger, config: MathCon
     return answers, {}
 
 
-def run_ttrl(task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig,
-             seed: int) -> tuple[Answers, dict]:
+def run_ttrl(
+    task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig, seed: int
+) -> tuple[Answers, dict]:
     """Test-time GRPO on a fresh adapter with the majority-vote reward, then final_k answers."""
     c = config.icpo
     trainer = GRPOTrainer(policy, config.grpo)
@@ -98,22 +113,37 @@ def run_ttrl(task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig,
         label = majority(answers)
         rewards = [float(a is not None and a == label) for a in answers]
         stats = ledger.update(trainer, prompt, completions, rewards)
-        updates.append({"answers": answers, "label": label, "skipped": stats.skipped,
-                        "loss": stats.loss, "kl": stats.kl})
+        updates.append(
+            {
+                "answers": answers,
+                "label": label,
+                "skipped": stats.skipped,
+                "loss": stats.loss,
+                "kl": stats.kl,
+            }
+        )
     final = sample(policy, ledger, prompt, c.final_k, c, seed * 1_000_003 + len(updates))
     return [math_key(x.text, c.answer_format) for x in final], {"updates": updates}
 
 
-def run_icpo(task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig,
-             seed: int) -> tuple[Answers, dict]:
+def run_icpo(
+    task: MathTask, policy: Policy, ledger: Ledger, config: MathConfig, seed: int
+) -> tuple[Answers, dict]:
     return icpo.run_math(task, policy, ledger, config.icpo, seed)
 
 
-def sample(policy: Policy, ledger: Ledger, prompt: list, n: int, c: ICPOConfig,
-           seed: int) -> list:
-    return ledger.sample(policy, prompt, n, temperature=c.temperature, top_p=c.top_p,
-                         repetition_penalty=c.repetition_penalty, stop_at_fence=False,
-                         max_new_tokens=c.max_new_tokens, seed=seed)
+def sample(policy: Policy, ledger: Ledger, prompt: list, n: int, c: ICPOConfig, seed: int) -> list:
+    return ledger.sample(
+        policy,
+        prompt,
+        n,
+        temperature=c.temperature,
+        top_p=c.top_p,
+        repetition_penalty=c.repetition_penalty,
+        stop_at_fence=False,
+        max_new_tokens=c.max_new_tokens,
+        seed=seed,
+    )
 
 
 MATH_METHODS: dict[str, Callable[..., tuple[Answers, dict]]] = {
@@ -124,8 +154,15 @@ MATH_METHODS: dict[str, Callable[..., tuple[Answers, dict]]] = {
 }
 
 
-def solve_math(task: MathTask, policy: Policy, method: str, config: MathConfig | None = None,
-               *, seed: int = 0, budget: Budget | None = None) -> MathResult:
+def solve_math(
+    task: MathTask,
+    policy: Policy,
+    method: str,
+    config: MathConfig | None = None,
+    *,
+    seed: int = 0,
+    budget: Budget | None = None,
+) -> MathResult:
     if method not in MATH_METHODS:
         raise ValueError(f"unknown math method {method!r}: choose from {', '.join(MATH_METHODS)}")
     config = config or MathConfig()
@@ -136,16 +173,28 @@ def solve_math(task: MathTask, policy: Policy, method: str, config: MathConfig |
     answers, trace = MATH_METHODS[method](task, policy, ledger, config, seed)
     answer = majority(answers)
     return MathResult(
-        task_id=task.id, method=method, seed=seed, reference=task.answer, answer=answer,
+        task_id=task.id,
+        method=method,
+        seed=seed,
+        reference=task.answer,
+        answer=answer,
         correct=answers_equal(answer, task.answer),
         mean_correct=sum(answers_equal(a, task.answer) for a in answers) / max(len(answers), 1),
-        answers=answers, costs=ledger.finish(), trace=trace,
+        answers=answers,
+        costs=ledger.finish(),
+        trace=trace,
     )
 
 
-def run_math_bench(out: Path, tasks: list[MathTask], methods: list[str], policy: Policy,
-                   config: MathConfig, seed: int = 0,
-                   progress: Callable[[Iterable], Iterable] = iter) -> list[dict[str, Any]]:
+def run_math_bench(
+    out: Path,
+    tasks: list[MathTask],
+    methods: list[str],
+    policy: Policy,
+    config: MathConfig,
+    seed: int = 0,
+    progress: Callable[[Iterable], Iterable] = iter,
+) -> list[dict[str, Any]]:
     """Every method on every task into OUT/results.jsonl; finished pairs are not rerun."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.jsonl"
@@ -169,12 +218,15 @@ def summary_rows(records: list[dict[str, Any]], methods: list[str]) -> list[dict
         if not mine:
             continue
         n = len(mine)
-        rows.append({
-            "method": method, "questions": n,
-            "accuracy": sum(r["correct"] for r in mine) / n,
-            "mean_at_k": sum(r["mean_correct"] for r in mine) / n,
-            "generations": sum(r["costs"]["programs"] for r in mine) / n,
-            "tokens": sum(r["costs"]["generated_tokens"] for r in mine) / n,
-            "seconds": sum(r["costs"]["wall_s"] for r in mine) / n,
-        })
+        rows.append(
+            {
+                "method": method,
+                "questions": n,
+                "accuracy": sum(r["correct"] for r in mine) / n,
+                "mean_at_k": sum(r["mean_correct"] for r in mine) / n,
+                "generations": sum(r["costs"]["programs"] for r in mine) / n,
+                "tokens": sum(r["costs"]["generated_tokens"] for r in mine) / n,
+                "seconds": sum(r["costs"]["wall_s"] for r in mine) / n,
+            }
+        )
     return rows

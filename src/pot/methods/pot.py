@@ -20,9 +20,22 @@ class PoTConfig:
 
 
 def run(
-    task: Task, policy: Policy, sandbox: Sandbox, ledger: Ledger, config: PoTConfig,
-    seed: int = 0, on_simulation=None,
+    task: Task,
+    policy: Policy,
+    sandbox: Sandbox,
+    ledger: Ledger,
+    config: PoTConfig,
+    seed: int = 0,
+    on_simulation=None,
 ) -> Tree:
     trainer = GRPOTrainer(policy, config.grpo)
-    return run_search(task, policy, sandbox, ledger, config.search, trainer=trainer, seed=seed,
-                      on_simulation=on_simulation)
+    return run_search(
+        task,
+        policy,
+        sandbox,
+        ledger,
+        config.search,
+        trainer=trainer,
+        seed=seed,
+        on_simulation=on_simulation,
+    )

@@ -20,8 +20,14 @@ class SearchOnlyConfig:
 
 
 def run(
-    task: Task, policy: Policy, sandbox: Sandbox, ledger: Ledger, config: SearchOnlyConfig,
-    seed: int = 0, on_simulation=None,
+    task: Task,
+    policy: Policy,
+    sandbox: Sandbox,
+    ledger: Ledger,
+    config: SearchOnlyConfig,
+    seed: int = 0,
+    on_simulation=None,
 ) -> Tree:
-    return run_search(task, policy, sandbox, ledger, config.search, seed=seed,
-                      on_simulation=on_simulation)
+    return run_search(
+        task, policy, sandbox, ledger, config.search, seed=seed, on_simulation=on_simulation
+    )

@@ -23,7 +23,11 @@ class SelfRepairConfig:
 
 
 def run(
-    task: Task, policy: Policy, sandbox: Sandbox, ledger: Ledger, config: SelfRepairConfig,
+    task: Task,
+    policy: Policy,
+    sandbox: Sandbox,
+    ledger: Ledger,
+    config: SelfRepairConfig,
     seed: int = 0,
 ) -> Tree:
     tree = Tree()
@@ -33,8 +37,13 @@ def run(
             break
         prompt = path_prompt(task, tree.path(node), policy, config.max_prompt_tokens)
         completions = ledger.sample(
-            policy, prompt, 1, temperature=config.temperature, top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens, seed=seed * 1_000_003 + round_,
+            policy,
+            prompt,
+            1,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+            seed=seed * 1_000_003 + round_,
         )
         if not completions:
             break

@@ -18,12 +18,17 @@ class ZeroShotConfig:
 
 
 def run(
-    task: Task, policy: Policy, sandbox: Sandbox, ledger: Ledger, config: ZeroShotConfig,
+    task: Task,
+    policy: Policy,
+    sandbox: Sandbox,
+    ledger: Ledger,
+    config: ZeroShotConfig,
     seed: int = 0,
 ) -> Tree:
     tree = Tree()
     prompt = build_prompt(task, [])
-    completions = ledger.sample(policy, prompt, 1, greedy=True,
-                                max_new_tokens=config.max_new_tokens)
+    completions = ledger.sample(
+        policy, prompt, 1, greedy=True, max_new_tokens=config.max_new_tokens
+    )
     expand(tree, tree.root, task, sandbox, ledger, completions, "sampled", policy)
     return tree

@@ -93,7 +93,10 @@ class TransformersPolicy:
         `stop_at_fence=False` decodes plain text (math answers, summaries) up to eos.
         """
         sampling = {
-            "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0,
+            "do_sample": True,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": 0,
             "repetition_penalty": repetition_penalty,
         }
         return self._generate(prompt, n, max_new_tokens, seed, sampling, stop_at_fence)
@@ -105,7 +108,12 @@ class TransformersPolicy:
         return self._generate(prompt, 1, max_new_tokens, None, sampling, stop_at_fence)[0]
 
     def _generate(
-        self, prompt: Prompt, n: int, max_new_tokens: int, seed: int | None, sampling: dict,
+        self,
+        prompt: Prompt,
+        n: int,
+        max_new_tokens: int,
+        seed: int | None,
+        sampling: dict,
         stop_at_fence: bool = True,
     ) -> list[Completion]:
         prompt_ids = self.encode_prompt(prompt)

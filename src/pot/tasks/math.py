@@ -161,8 +161,9 @@ def math_task(record: Record) -> MathTask:
         question = record.get("problem" if "problem" in fields else "Problem", str)
         answer = reference_answer(record, fields)
     else:
-        raise record.error(f"unknown math layout (fields: {', '.join(sorted(fields))})",
-                           f"expected {LAYOUTS}")
+        raise record.error(
+            f"unknown math layout (fields: {', '.join(sorted(fields))})", f"expected {LAYOUTS}"
+        )
     if not answer:
         raise record.error("the reference answer is empty")
     metadata = {k: v for k, v in data.items() if k in ("level", "type", "subject", "year")}
@@ -176,8 +177,9 @@ def reference_answer(record: Record, fields: set[str]) -> str:
     solution = record.get("solution", str)
     boxed = last_boxed(solution)
     if boxed is None:
-        raise record.error("field 'solution' has no \\boxed{...} answer and there is no "
-                           "'answer' field")
+        raise record.error(
+            "field 'solution' has no \\boxed{...} answer and there is no 'answer' field"
+        )
     return boxed
 
 
@@ -192,8 +194,12 @@ def arithmetic_tasks(count: int, seed: int = 0) -> list[MathTask]:
     rng = random.Random(seed)
     makers = [_buy_and_give, _groups, _shared, _price]
     return [
-        MathTask(id=f"arith/{seed}/{index}", question=question, answer=str(answer),
-                 metadata={"kind": maker.__name__.strip("_")})
+        MathTask(
+            id=f"arith/{seed}/{index}",
+            question=question,
+            answer=str(answer),
+            metadata={"kind": maker.__name__.strip("_")},
+        )
         for index in range(count)
         for maker in [makers[index % len(makers)]]
         for question, answer in [maker(rng)]
@@ -204,16 +210,20 @@ def _buy_and_give(rng: random.Random) -> tuple[str, int]:
     name, other, item = *rng.sample(NAMES, 2), rng.choice(ITEMS)
     have, buy = rng.randint(5, 40), rng.randint(2, 30)
     give = rng.randint(1, have + buy - 1)
-    question = (f"{name} has {have} {item}. {name} gets {buy} more and then gives {give} to "
-                f"{other}. How many {item} does {name} have now?")
+    question = (
+        f"{name} has {have} {item}. {name} gets {buy} more and then gives {give} to "
+        f"{other}. How many {item} does {name} have now?"
+    )
     return question, have + buy - give
 
 
 def _groups(rng: random.Random) -> tuple[str, int]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     boxes, each, extra = rng.randint(2, 9), rng.randint(3, 12), rng.randint(1, 9)
-    question = (f"{name} has {boxes} boxes with {each} {item} in each box, and {extra} loose "
-                f"{item}. How many {item} does {name} have in total?")
+    question = (
+        f"{name} has {boxes} boxes with {each} {item} in each box, and {extra} loose "
+        f"{item}. How many {item} does {name} have in total?"
+    )
     return question, boxes * each + extra
 
 
@@ -221,8 +231,10 @@ def _shared(rng: random.Random) -> tuple[str, int]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     friends, each, left = rng.randint(2, 8), rng.randint(2, 10), rng.randint(1, 5)
     total = friends * each + left
-    question = (f"{name} shares {total} {item} equally among {friends} friends and keeps the "
-                f"{left} left over. How many {item} does each friend get?")
+    question = (
+        f"{name} shares {total} {item} equally among {friends} friends and keeps the "
+        f"{left} left over. How many {item} does each friend get?"
+    )
     return question, each
 
 
@@ -230,6 +242,8 @@ def _price(rng: random.Random) -> tuple[str, int]:
     name = rng.choice(NAMES)
     count, price, paid_extra = rng.randint(2, 9), rng.randint(2, 15), rng.randint(1, 20)
     paid = count * price + paid_extra
-    question = (f"{name} buys {count} notebooks at {price} dollars each and pays with {paid} "
-                f"dollars. How many dollars of change does {name} get?")
+    question = (
+        f"{name} buys {count} notebooks at {price} dollars each and pays with {paid} "
+        f"dollars. How many dollars of change does {name} get?"
+    )
     return question, paid_extra
