@@ -222,7 +222,11 @@ def code(body):
 
 
 def test_code_variant_rewards_from_public_tests_and_answers_the_best_program(sandbox):
-    probes = {"idea-1": [code("a - b"), code("a - b")], "idea-2": [code("a * b"), code("b - a")]}
+    probes = {
+        "idea-1": [code("a - b"), code("a - b")],
+        "idea-2": [code("a * b"), code("b - a")],
+        "idea-3": [code("a - b"), "no program"],
+    }
 
     def probe(user):
         return next(texts for idea, texts in probes.items() if idea in user)
@@ -241,19 +245,23 @@ def test_code_variant_rewards_from_public_tests_and_answers_the_best_program(san
     trace = result.trace
     first = trace["icpo"]["rounds"][0]
     assert first["rewards"] == [0.0, 0.0, 0.0]
-    assert first["answers"][2] is None  # the syntax error never answered: no summary
-    assert [c["sample"] for c in first["candidates"]] == [0, 1]
-    # idea-1's context gives two programs that behave alike: entropy 0 beats idea-2's 1 bit
-    assert [c["entropy"] for c in first["candidates"]] == [0.0, 1.0]
-    assert trace["icpo"]["ideas"]["bad"] == ["idea-1\nPublic-test reward of this program: 0.00"]
+    assert first["answers"][2] is None  # the syntax error never answered, but is still an idea
+    assert [c["sample"] for c in first["candidates"]] == [0, 1, 2]
+    assert first["candidates"][2]["summary"].endswith("reward of this program: 0.00 (syntax error)")
+    # entropy in bits: idea-1's probes behave alike (0); idea-2's differ (1); idea-3's are one
+    # answer and one invalid (0 + log2(2) x 1/2)
+    assert [c["entropy"] for c in first["candidates"]] == [0.0, 1.0, 0.5]
+    assert trace["icpo"]["ideas"]["bad"] == [
+        "idea-1\nPublic-test reward of this program: 0.00 (wrong answer)"
+    ]
     # round 2 writes a passing program: early stop before its summaries, no final answers
     assert result.answer.strip() == "def add(a, b):\n    return a + b"
     assert result.public_reward == 1.0 and result.hidden_passed
     programs = [n for n in trace["nodes"][1:]]
-    assert len(programs) == 3 + 2 * 2 + 3 == result.costs.executions
-    assert [n["simulation"] for n in programs] == [1] * 7 + [2] * 3
-    assert result.costs.programs == 3 + 2 + 2 * 2 + 3  # answers, summaries, probes, answers
-    assert result.first_solved_program == 8
+    assert len(programs) == 3 + 3 * 2 + 3 == result.costs.executions
+    assert [n["simulation"] for n in programs] == [1] * 9 + [2] * 3
+    assert result.costs.programs == 3 + 3 + 3 * 2 + 3  # answers, summaries, probes, answers
+    assert result.first_solved_program == 10
 
 
 @pytest.mark.slow

@@ -3,8 +3,9 @@
 The in-context counterpart of PoT: no weight update. Per problem, two lists of short summaries
 (bad ideas, reward 0; good ideas, reward 1) grow by one entry a round. Each round samples k
 solutions from "system + question + bad ideas + good ideas", rewards them (math: agreement with
-the majority answer; code: the public tests), summarizes each valid one and appends the
-candidate whose summary, put in the context, makes `entropy_k` new answers least uncertain.
+the majority answer; code: the public tests), summarizes each one that answered (code: every
+program, with how it failed) and appends the candidate whose summary, put in the context,
+makes `entropy_k` new answers least uncertain.
 
 Follows the official code (github.com/UNCSciML/ICPO, src/icrl/icrl_runner.py `choose_entropy`,
 `_get_entropy`, `build_prompt`; src/icrl/utility.py prompts; configs/icrl.yaml defaults).
@@ -102,6 +103,7 @@ class Attempt:
     text: str  # the completion
     answer: str | None  # its class for votes and entropy; None: invalid
     reward: float = 0.0
+    verdict: str = ""  # code: how the program ended on the public tests
 
 
 @dataclass
@@ -177,6 +179,8 @@ class Arena(Protocol):
     round: int  # set by `optimize`: the round being played, rounds + 1 for the final answers
 
     def judge(self, completions: list[Completion]) -> list[Attempt]: ...
+
+    def worth_summarizing(self, attempt: Attempt) -> bool: ...
 
     def summary_tail(self, attempt: Attempt) -> str: ...
 
@@ -268,7 +272,7 @@ def summarize(arena: Arena, sampler: Sampler, attempts: list[Attempt]) -> list[C
     """A summary, ending with the attempt's answer, of every valid attempt."""
     candidates = []
     for index, attempt in enumerate(attempts):
-        if attempt.answer is None or arena.done():
+        if not arena.worth_summarizing(attempt) or arena.done():
             continue
         summary = sampler.summary(attempt.text, arena.summary_template)
         if summary:
@@ -314,6 +318,10 @@ class MathArena:
             Attempt(c.text, a, float(a is not None and a == label))
             for c, a in zip(completions, answers, strict=True)
         ]
+
+    def worth_summarizing(self, attempt: Attempt) -> bool:
+        """The official rule: only attempts that reached an answer become ideas."""
+        return attempt.answer is not None
 
     def summary_tail(self, attempt: Attempt) -> str:
         return f"Thus, the answer is \\boxed{{{attempt.answer}}}"
@@ -385,12 +393,18 @@ class CodeArena:
                 created_s=self.ledger.elapsed(),
             )
         return [
-            Attempt(program, behaviour(ev), ev.reward)
+            Attempt(program, behaviour(ev), ev.reward, ev.verdict.value)
             for program, ev in zip(programs, evaluations, strict=True)
         ]
 
+    def worth_summarizing(self, attempt: Attempt) -> bool:
+        """Every program: one that crashes is a bad idea with a reward too, and with a small
+        model most do, so keeping only programs that ran would leave the lists empty."""
+        return bool(attempt.text.strip())
+
     def summary_tail(self, attempt: Attempt) -> str:
-        return f"Public-test reward of this program: {attempt.reward:.2f}"
+        outcome = "" if attempt.reward >= 1 else f" ({attempt.verdict.replace('_', ' ')})"
+        return f"Public-test reward of this program: {attempt.reward:.2f}{outcome}"
 
     def done(self) -> bool:
         solved = self.early_stop and any(n.reward >= 1.0 for n in self.tree.nodes[1:])
