@@ -21,8 +21,24 @@ from matplotlib.ticker import MaxNLocator
 from pot.bench.runner import RESULTS, RunFolder
 
 Record = dict[str, Any]
-COSTS = ["programs", "generated_tokens", "gradient_steps", "generate_s", "execute_s", "train_s"]
-COST_HEADERS = ["programs", "gen. tokens", "grad. steps", "generate s", "execute s", "train s"]
+COSTS = [
+    "programs",
+    "generated_tokens",
+    "gradient_steps",
+    "generate_s",
+    "execute_s",
+    "train_s",
+    "wall_s",
+]
+COST_HEADERS = [
+    "programs",
+    "gen. tokens",
+    "grad. steps",
+    "generate s",
+    "execute s",
+    "train s",
+    "wall s",
+]
 TREE_METHODS = ("search-only", "pot")
 # Methods often tie; distinct markers and dashes keep every line visible where they overlap.
 STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--")]
@@ -196,7 +212,8 @@ def render(
         "",
         "## pass@1 on hidden tests, and mean costs per problem",
         "",
-        "A problem is one (task, seed). 95 % Wilson score interval.",
+        "A problem is one (task, seed). 95 % Wilson score interval. Seconds are means per problem;",
+        "wall s is the whole solve, so it also holds what the three columns before it do not.",
         "",
         "| method | problems | passed | pass@1 | 95 % CI | " + " | ".join(COST_HEADERS) + " |",
         "|---" * (5 + len(COSTS)) + "|",
@@ -253,10 +270,12 @@ def session_lines(run: dict[str, Any]) -> list[str]:
         workers = session["workers"]
         isolation = sorted({w["isolation"] for w in workers})
         devices = sorted({w["device"] for w in workers})
+        engines = sorted({w.get("engine", "unknown") for w in workers})
         lines.append(
             f"- session {number} ({session['started']}): pot {versions['policy-of-thoughts']}, "
             f"torch {versions['torch']}, transformers {versions['transformers']}, "
-            f"git {commit}; {len(workers)} worker(s) on {', '.join(devices)}, "
+            f"git {commit}; {len(workers)} worker(s) on {', '.join(devices)} "
+            f"({', '.join(engines)} engine), "
             f"sandbox isolation {', '.join(isolation)}"
         )
     return lines
