@@ -193,6 +193,10 @@ def test_siblings_share_one_prompt_evaluation_and_are_seeded(policy):
     other = policy.sample(prompt, 3, max_new_tokens=12, seed=8)
     assert [c.token_ids for c in first] == [c.token_ids for c in again]
     assert [c.token_ids for c in first] != [c.token_ids for c in other]
+    # the training model's log-prob pass is skipped on request; the samples are the same
+    unscored = policy.sample(prompt, 3, max_new_tokens=12, seed=7, logprobs=False)
+    assert [c.token_ids for c in unscored] == [c.token_ids for c in first]
+    assert all(c.logprobs == [] for c in unscored)
     recomputed = policy.completion_logprobs(prompt_ids, [c.token_ids for c in first])
     for completion, logprobs in zip(first, recomputed, strict=True):
         assert completion.prompt_tokens == len(prompt_ids)

@@ -43,6 +43,7 @@ def run(
             top_p=config.top_p,
             max_new_tokens=config.max_new_tokens,
             seed=seed * 1_000_003 + batch,
+            logprobs=False,
         )
         if not completions:
             break

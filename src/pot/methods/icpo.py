@@ -228,6 +228,7 @@ class Sampler:
             max_new_tokens=max_new_tokens,
             seed=self.seed * 1_000_003 + self.calls,
             stop_at_fence=stop_at_fence,
+            logprobs=False,
         )
 
 

@@ -69,6 +69,7 @@ def run_single(
         greedy=True,
         stop_at_fence=False,
         max_new_tokens=config.icpo.max_new_tokens,
+        logprobs=False,
     )
     texts = [c.text for c in completions]
     return [math_key(text, config.icpo.answer_format) for text in texts], {"texts": texts}
@@ -143,6 +144,7 @@ def sample(policy: Policy, ledger: Ledger, prompt: list, n: int, c: ICPOConfig, 
         stop_at_fence=False,
         max_new_tokens=c.max_new_tokens,
         seed=seed,
+        logprobs=False,
     )
 
 

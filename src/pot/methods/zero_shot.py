@@ -28,7 +28,7 @@ def run(
     tree = Tree()
     prompt = build_prompt(task, [])
     completions = ledger.sample(
-        policy, prompt, 1, greedy=True, max_new_tokens=config.max_new_tokens
+        policy, prompt, 1, greedy=True, max_new_tokens=config.max_new_tokens, logprobs=False
     )
     expand(tree, tree.root, task, sandbox, ledger, completions, "sampled", policy)
     return tree

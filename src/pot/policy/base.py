@@ -15,7 +15,8 @@ FinishReason = Literal["stop", "length"]
 class Completion:
     text: str  # decoded; cut right after the closing ``` fence when generation stopped there
     token_ids: list[int]  # the generated tokens (the eos token included when it ended the text)
-    logprobs: list[float]  # per-token log-probs under the (untempered) policy that sampled it
+    logprobs: list[float]  # per-token log-probs under the (untempered) policy that sampled it;
+    # empty when the caller passed logprobs=False to an engine that needs a forward pass for them
     prompt_tokens: int
     finish_reason: FinishReason  # "stop": closing fence or eos; "length": max_new_tokens
 
@@ -39,10 +40,16 @@ class Policy(Protocol):
         seed: int | None = None,
         stop_at_fence: bool = True,  # False: plain text (math, summaries) decoded up to eos
         repetition_penalty: float = 1.0,
+        logprobs: bool = True,  # False: not needed (only search priors use them), maybe skipped
     ) -> list[Completion]: ...
 
     def greedy(
-        self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 2048,
+        stop_at_fence: bool = True,
+        logprobs: bool = True,
     ) -> Completion: ...
 
     def completion_logprobs(

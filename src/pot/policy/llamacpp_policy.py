@@ -211,18 +211,30 @@ class LlamaCppPolicy(TransformersPolicy):
         seed: int | None = None,
         stop_at_fence: bool = True,
         repetition_penalty: float = 1.0,
+        logprobs: bool = True,
     ) -> list[Completion]:
         """n completions sampled by llama.cpp after the prompt, which is evaluated once."""
         sampler = Sampler(temperature, top_p, repetition_penalty, np.random.default_rng(seed))
-        return self._rollout(prompt, n, max_new_tokens, sampler, stop_at_fence)
+        return self._rollout(prompt, n, max_new_tokens, sampler, stop_at_fence, logprobs)
 
     def greedy(
-        self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 2048,
+        stop_at_fence: bool = True,
+        logprobs: bool = True,
     ) -> Completion:
-        return self._rollout(prompt, 1, max_new_tokens, Sampler(), stop_at_fence)[0]
+        return self._rollout(prompt, 1, max_new_tokens, Sampler(), stop_at_fence, logprobs)[0]
 
     def _rollout(
-        self, prompt: Prompt, n: int, max_new_tokens: int, sampler: Sampler, stop_at_fence: bool
+        self,
+        prompt: Prompt,
+        n: int,
+        max_new_tokens: int,
+        sampler: Sampler,
+        stop_at_fence: bool,
+        with_logprobs: bool,
     ) -> list[Completion]:
         prompt_ids = self.encode_prompt(prompt)
         room = self._room_for(len(prompt_ids), max_new_tokens)
@@ -230,7 +242,12 @@ class LlamaCppPolicy(TransformersPolicy):
         sampler.start(prompt_ids, n)
         stop = _StopRule(self.tokenizer, self.eos_token_ids, n, stop_at_fence)
         outputs = self.engine.generate(prompt_ids, n, room, sampler, stop)
-        logprobs = self.completion_logprobs(prompt_ids, outputs)
+        # the training model's forward pass over prompt + completion: skip it when unused
+        logprobs = (
+            self.completion_logprobs(prompt_ids, outputs)
+            if with_logprobs
+            else [torch.empty(0)] * len(outputs)
+        )
         return [
             self._completion(ids, row_logprobs.tolist(), stop.fence_lengths[row], len(prompt_ids))
             for row, (ids, row_logprobs) in enumerate(zip(outputs, logprobs, strict=True))

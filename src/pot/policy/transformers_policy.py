@@ -87,10 +87,12 @@ class TransformersPolicy:
         seed: int | None = None,
         stop_at_fence: bool = True,
         repetition_penalty: float = 1.0,
+        logprobs: bool = True,
     ) -> list[Completion]:
         """n completions of one prompt, in one batched generate call (prompt processed once).
 
-        `stop_at_fence=False` decodes plain text (math answers, summaries) up to eos.
+        `stop_at_fence=False` decodes plain text (math answers, summaries) up to eos. Log-probs
+        are recorded during generation at no extra cost, so `logprobs=False` changes nothing.
         """
         sampling = {
             "do_sample": True,
@@ -102,7 +104,12 @@ class TransformersPolicy:
         return self._generate(prompt, n, max_new_tokens, seed, sampling, stop_at_fence)
 
     def greedy(
-        self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 2048,
+        stop_at_fence: bool = True,
+        logprobs: bool = True,
     ) -> Completion:
         sampling = {"do_sample": False}
         return self._generate(prompt, 1, max_new_tokens, None, sampling, stop_at_fence)[0]

@@ -77,6 +77,7 @@ class VLLMPolicy(TransformersPolicy):
         seed: int | None = None,
         stop_at_fence: bool = True,
         repetition_penalty: float = 1.0,
+        logprobs: bool = True,
     ) -> list[Completion]:
         from vllm import SamplingParams
 
@@ -87,18 +88,28 @@ class VLLMPolicy(TransformersPolicy):
             seed=seed,
             repetition_penalty=repetition_penalty,
         )
-        return self._rollout(prompt, params, max_new_tokens, stop_at_fence)
+        return self._rollout(prompt, params, max_new_tokens, stop_at_fence, logprobs)
 
     def greedy(
-        self, prompt: Prompt, *, max_new_tokens: int = 2048, stop_at_fence: bool = True
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 2048,
+        stop_at_fence: bool = True,
+        logprobs: bool = True,
     ) -> Completion:
         from vllm import SamplingParams
 
         params = SamplingParams(n=1, temperature=0.0)
-        return self._rollout(prompt, params, max_new_tokens, stop_at_fence)[0]
+        return self._rollout(prompt, params, max_new_tokens, stop_at_fence, logprobs)[0]
 
     def _rollout(
-        self, prompt: Prompt, params: Any, max_new_tokens: int, stop_at_fence: bool
+        self,
+        prompt: Prompt,
+        params: Any,
+        max_new_tokens: int,
+        stop_at_fence: bool,
+        with_logprobs: bool,
     ) -> list[Completion]:
         prompt_ids = self.encode_prompt(prompt)
         params.max_tokens = self._room_for(len(prompt_ids), max_new_tokens)
@@ -114,7 +125,11 @@ class VLLMPolicy(TransformersPolicy):
         outputs = [
             ids[:fence] if fence else ids for ids, fence in zip(generated, fences, strict=True)
         ]
-        logprobs = self.completion_logprobs(prompt_ids, outputs)
+        logprobs = (
+            self.completion_logprobs(prompt_ids, outputs)
+            if with_logprobs
+            else [torch.empty(0)] * len(outputs)
+        )
         return [
             self._completion(ids, row.tolist(), fence, len(prompt_ids))
             for ids, row, fence in zip(outputs, logprobs, fences, strict=True)
