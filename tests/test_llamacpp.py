@@ -184,6 +184,8 @@ def test_siblings_share_one_prompt_evaluation_and_are_seeded(policy):
     GRPOTrainer(policy, GRPOConfig())
     prompt = SHORT_PROMPT
     prompt_ids = policy.encode_prompt(prompt)
+    policy.sync_adapter()
+    policy.engine.cached = []  # no prefix to reuse: the whole prompt is decoded
     decoded = policy.engine.decoded_tokens
     first = policy.sample(prompt, 3, max_new_tokens=12, seed=7)
     # the prompt once, then one token per live sibling per step (a last token is not fed)
@@ -205,6 +207,36 @@ def test_siblings_share_one_prompt_evaluation_and_are_seeded(policy):
     greedy = policy.greedy(prompt, max_new_tokens=12)
     coldest = policy.sample(prompt, 3, max_new_tokens=12, temperature=1e-6, seed=0)
     assert all(c.token_ids == greedy.token_ids for c in coldest)
+
+
+def next_token_logits(policy: LlamaCppPolicy, prompt: str) -> tuple[list[int], np.ndarray]:
+    ids, seen = policy.encode_prompt(prompt), []
+
+    def pick(rows, logits):
+        seen.append(logits[0].copy())
+        return [int(logits[0].argmax())]
+
+    policy.engine.generate(ids, 1, 1, pick, lambda row, token: True)
+    return ids, seen[0]
+
+
+@pytest.mark.slow
+def test_a_prompt_extending_the_last_one_decodes_only_its_new_tokens(policy):
+    longer = SHORT_PROMPT + " An empty list sums to 0, and the list may hold floats."
+    policy.sync_adapter()
+    policy.engine.cached = []
+    short_ids, _ = next_token_logits(policy, SHORT_PROMPT)
+    decoded = policy.engine.decoded_tokens
+    long_ids, warm = next_token_logits(policy, longer)
+    shared = next(i for i, (a, b) in enumerate(zip(short_ids, long_ids, strict=False)) if a != b)
+    assert shared > 10
+    assert policy.engine.decoded_tokens - decoded == len(long_ids) - shared
+    policy.engine.cached = []
+    _, cold = next_token_logits(policy, longer)
+    assert policy.engine.decoded_tokens - decoded == 2 * len(long_ids) - shared
+    print(f"max |warm - cold| logit: {np.abs(warm - cold).max():.2e}")
+    assert warm.argmax() == cold.argmax()
+    np.testing.assert_allclose(warm, cold, atol=1e-2)
 
 
 @pytest.mark.slow

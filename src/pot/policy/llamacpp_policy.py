@@ -40,7 +40,9 @@ class LlamaCppEngine:
     """A llama.cpp model and context that decode n sequences after one shared prompt.
 
     The KV cache is unified: the prompt is evaluated once into sequence 0 and its cells are
-    shared with sequences 1..n-1 (llama_memory_seq_cp tags them, nothing is copied).
+    shared with sequences 1..n-1 (llama_memory_seq_cp tags them, nothing is copied). The next
+    call keeps the cells of the prefix its prompt shares with this one (self-repair and tree
+    search prompts extend earlier ones), as long as the adapter has not changed.
     """
 
     def __init__(self, path: Path, *, threads: int | None = None, batch: int = 512) -> None:
@@ -62,6 +64,7 @@ class LlamaCppEngine:
         self.adapter = None  # the llama_adapter_lora pointer set on the context
         self.batch = _internals.LlamaBatch(n_tokens=batch, embd=0, n_seq_max=1, verbose=False)
         self.decoded_tokens = 0  # tokens sent through the model, prompts included
+        self.cached: list[int] = []  # the prompt whose KV cells sequence 0 holds
 
     def set_adapter(self, path: Path | None) -> None:
         """Load a GGUF LoRA file (None: no adapter) and make it the context's only adapter."""
@@ -71,6 +74,7 @@ class LlamaCppEngine:
             if not adapter:
                 raise RuntimeError(f"llama.cpp could not load the LoRA adapter {path}")
         old, self.adapter = self.adapter, adapter
+        self.cached = []  # cells computed with the old adapter
         if self.context is not None:
             self._apply_adapter()
         if old:
@@ -86,8 +90,8 @@ class LlamaCppEngine:
     ) -> list[list[int]]:
         """n continuations of one prompt; `stopped(row, token)` ends a row after that token."""
         self._ensure_context(len(prompt_ids) + n * max_new_tokens, n)
-        self.context.kv_cache_clear()
-        self._decode_prompt(prompt_ids)
+        self._decode_prompt(prompt_ids, self._keep_shared_prefix(prompt_ids))
+        self.cached = list(prompt_ids)
         logits = np.repeat(self._logits(self.batch.n_tokens() - 1)[None], n, axis=0)
         for row in range(1, n):
             self.context.kv_cache_seq_cp(0, row, -1, -1)
@@ -106,9 +110,22 @@ class LlamaCppEngine:
             logits = np.stack([self._logits(i) for i in range(len(active))])
         return outputs
 
-    def _decode_prompt(self, prompt_ids: list[int]) -> None:
-        """The prompt into sequence 0, in chunks of the batch size; logits for its last token."""
-        for start in range(0, len(prompt_ids), self.batch_size):
+    def _keep_shared_prefix(self, prompt_ids: list[int]) -> int:
+        """Drop every cached cell but those of the prompt's prefix shared with the last prompt;
+        return its length. The last prompt token is always decoded again, for its logits."""
+        shared, limit = 0, min(len(self.cached), len(prompt_ids) - 1)
+        while shared < limit and self.cached[shared] == prompt_ids[shared]:
+            shared += 1
+        self.context.kv_cache_seq_keep(0)
+        if shared == 0 or not self.context.kv_cache_seq_rm(0, shared, -1):
+            self.context.kv_cache_clear()
+            return 0
+        return shared
+
+    def _decode_prompt(self, prompt_ids: list[int], first: int = 0) -> None:
+        """The prompt from position `first` into sequence 0, in chunks of the batch size;
+        logits for its last token."""
+        for start in range(first, len(prompt_ids), self.batch_size):
             chunk = prompt_ids[start : start + self.batch_size]
             positions = list(range(start, start + len(chunk)))
             wanted = [position == len(prompt_ids) - 1 for position in positions]
@@ -155,6 +172,7 @@ class LlamaCppEngine:
         if self.context is not None:
             self.context.close()
         self.context = self._internals.LlamaContext(model=self.model, params=params, verbose=False)
+        self.cached = []
         self.capacity = (wanted, wanted_sequences)
         self._apply_adapter()
 
