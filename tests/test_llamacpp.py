@@ -237,6 +237,8 @@ def test_a_prompt_extending_the_last_one_decodes_only_its_new_tokens(policy):
     print(f"max |warm - cold| logit: {np.abs(warm - cold).max():.2e}")
     assert warm.argmax() == cold.argmax()
     np.testing.assert_allclose(warm, cold, atol=1e-2)
+    policy.reset()  # a new problem starts from a cold cache
+    assert policy.engine.cached == []
 
 
 @pytest.mark.slow

@@ -271,6 +271,13 @@ class LlamaCppPolicy(TransformersPolicy):
             for row, (ids, row_logprobs) in enumerate(zip(outputs, logprobs, strict=True))
         ]
 
+    def reset(self) -> None:
+        """Also forget the cached prompt: a problem's samples then depend on the problem, the
+        seed and the config only, not on which problem ran before (a warm prefix can flip a
+        near-tie token, so a resumed or Ray run would otherwise differ from a serial one)."""
+        super().reset()
+        self.engine.cached = []
+
     def sync_adapter(self) -> None:
         """Give llama.cpp the training adapter if its weights changed since the last swap."""
         current = self.adapter_state() if isinstance(self.model, PeftModel) else None
