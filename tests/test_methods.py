@@ -134,6 +134,10 @@ def test_unknown_method_and_option_are_clear_errors():
     with pytest.raises(ValueError, match="unknown option 'search.width'"):
         method_config("pot", {"search.width": 3})
     assert method_config("pot", {"search.k": "8"}).search.k == 8
+    # the method's own name may lead, as in `pot bench --set self-repair.rounds=12`
+    assert method_config("self-repair", {"self-repair.rounds": "12"}).rounds == 12
+    with pytest.raises(ValueError, match="unknown option 'pot.rounds'"):
+        method_config("self-repair", {"pot.rounds": 3})
 
 
 def test_budget_parse_errors():

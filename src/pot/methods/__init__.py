@@ -42,8 +42,10 @@ def _method(method: str) -> tuple[Callable[..., Tree], type]:
 
 
 def method_config(method: str, overrides: dict[str, Any] | None = None) -> Any:
-    """The method's default config with dotted overrides, e.g. {"search.k": 8}."""
-    return apply_overrides(_method(method)[1](), overrides, f"method {method!r}")
+    """The method's default config with dotted overrides, e.g. {"search.k": 8}; a key may
+    name the method first, as `pot bench` takes it ({"pot.search.k": 8})."""
+    own = {key.removeprefix(f"{method}."): value for key, value in (overrides or {}).items()}
+    return apply_overrides(_method(method)[1](), own, f"method {method!r}")
 
 
 def apply_overrides(config: Any, overrides: dict[str, Any] | None, owner: str) -> Any:
