@@ -205,7 +205,9 @@ function select(id) {
     ["verdict", n.verdict], ["policy version", n.policy_version], ["simulation", n.simulation],
     ["depth", n.depth], ["prior", n.prior.toFixed(3)], ["visits", n.visits],
     ["Q", n.visits ? (n.value_sum / n.visits).toFixed(3) : "-"],
-    ["mean log-prob", n.mean_logprob.toFixed(3)], ["created at", `${n.created_s.toFixed(2)} s`]];
+    // exactly 0 only when no log-probs were computed (methods without priors skip them)
+    ["mean log-prob", n.mean_logprob === 0 ? "not computed" : n.mean_logprob.toFixed(3)],
+    ["created at", `${n.created_s.toFixed(2)} s`]];
   const stats = document.getElementById("stats");
   stats.replaceChildren(...rows.map(([k, v]) => {
     const tr = document.createElement("tr");
