@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pot.evolve.grpo import GRPOTrainer
     from pot.policy import Completion, Policy
     from pot.sandbox import Sandbox
+    from pot.sandbox.results import Evaluation
     from pot.tasks import Task
 
 Creator = Literal["root", "sampled", "committed"]
@@ -207,9 +208,28 @@ def expand(
     creator: Creator,
     policy: Policy,
 ) -> list[Node]:
+    """Run each completion's program on the public tests; add it as a child of `leaf`."""
+    evaluated = expand_evaluated(
+        tree, leaf, task, sandbox, ledger, completions, creator, policy, ledger.simulations
+    )
+    return [node for node, _ in evaluated]
+
+
+def expand_evaluated(
+    tree: Tree,
+    leaf: Node,
+    task: Task,
+    sandbox: Sandbox,
+    ledger: Ledger,
+    completions: list[Completion],
+    creator: Creator,
+    policy: Policy,
+    simulation: int,
+) -> list[tuple[Node, Evaluation]]:
+    """`expand`, keeping each child's full evaluation, at a given simulation number."""
     programs = [extract_code(c.text) for c in completions]
     evaluations = ledger.evaluate(sandbox, task, programs)
-    return [
+    children = [
         tree.add_child(
             leaf,
             creator,
@@ -220,8 +240,9 @@ def expand(
             verdict=ev.verdict.value,
             mean_logprob=c.mean_logprob,
             policy_version=policy.version,
-            simulation=ledger.simulations,
+            simulation=simulation,
             created_s=ledger.elapsed(),
         )
         for program, c, ev in zip(programs, completions, evaluations, strict=True)
     ]
+    return list(zip(children, evaluations, strict=True))

@@ -21,24 +21,15 @@ from matplotlib.ticker import MaxNLocator
 from pot.bench.runner import RESULTS, RunFolder
 
 Record = dict[str, Any]
-COSTS = [
-    "programs",
-    "generated_tokens",
-    "gradient_steps",
-    "generate_s",
-    "execute_s",
-    "train_s",
-    "wall_s",
-]
-COST_HEADERS = [
-    "programs",
-    "gen. tokens",
-    "grad. steps",
-    "generate s",
-    "execute s",
-    "train s",
-    "wall s",
-]
+COST_COLUMNS = {  # cost in a result -> its column header
+    "programs": "programs",
+    "generated_tokens": "gen. tokens",
+    "gradient_steps": "grad. steps",
+    "generate_s": "generate s",
+    "execute_s": "execute s",
+    "train_s": "train s",
+    "wall_s": "wall s",
+}
 TREE_METHODS = ("search-only", "pot")
 # Methods often tie; distinct markers and dashes keep every line visible where they overlap.
 STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--")]
@@ -97,7 +88,7 @@ class PairedComparison:
 def summarize(records: list[Record], method: str) -> MethodSummary:
     mine = [r for r in records if r["method"] == method]
     passed = sum(r["hidden_passed"] for r in mine)
-    means = {c: sum(r["costs"][c] for r in mine) / len(mine) if mine else 0.0 for c in COSTS}
+    means = {c: sum(r["costs"][c] for r in mine) / len(mine) if mine else 0.0 for c in COST_COLUMNS}
     return MethodSummary(method, len(mine), passed, *wilson_interval(passed, len(mine)), means)
 
 
@@ -215,12 +206,14 @@ def render(
         "A problem is one (task, seed). 95 % Wilson score interval. Seconds are means per problem;",
         "wall s is the whole solve, so it also holds what the three columns before it do not.",
         "",
-        "| method | problems | passed | pass@1 | 95 % CI | " + " | ".join(COST_HEADERS) + " |",
-        "|---" * (5 + len(COSTS)) + "|",
+        "| method | problems | passed | pass@1 | 95 % CI | "
+        + " | ".join(COST_COLUMNS.values())
+        + " |",
+        "|---" * (5 + len(COST_COLUMNS)) + "|",
     ]
     for method in methods:
         s = summarize(records, method)
-        costs = " | ".join(format_cost(s.mean_costs[c]) for c in COSTS)
+        costs = " | ".join(format_cost(s.mean_costs[c]) for c in COST_COLUMNS)
         lines.append(
             f"| {method} | {s.problems} | {s.passed} | {s.pass_at_1:.3f} | "
             f"[{s.low:.3f}, {s.high:.3f}] | {costs} |"

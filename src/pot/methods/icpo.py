@@ -25,10 +25,10 @@ from typing import Protocol
 
 from pot.budget import Ledger
 from pot.policy import Completion, Policy
-from pot.prompts import build_prompt, extract_code
+from pot.prompts import build_prompt
 from pot.sandbox import Sandbox
 from pot.sandbox.results import Evaluation, Verdict
-from pot.search import Tree
+from pot.search import Tree, expand_evaluated
 from pot.tasks import Task
 from pot.tasks.math import MathTask, extract_answer, normalize_answer
 
@@ -377,25 +377,20 @@ class CodeArena:
 
     def judge(self, completions: list[Completion]) -> list[Attempt]:
         """Each program run on the public tests; its answer is its behaviour on them."""
-        programs = [extract_code(c.text) for c in completions]
-        evaluations = self.ledger.evaluate(self.sandbox, self.task, programs)
-        for program, c, ev in zip(programs, completions, evaluations, strict=True):
-            self.tree.add_child(
-                self.tree.root,
-                "sampled",
-                program=program,
-                completion=c.text,
-                feedback=ev.feedback,
-                reward=ev.reward,
-                verdict=ev.verdict.value,
-                mean_logprob=c.mean_logprob,
-                policy_version=self.policy.version,
-                simulation=self.round,
-                created_s=self.ledger.elapsed(),
-            )
+        evaluated = expand_evaluated(
+            self.tree,
+            self.tree.root,
+            self.task,
+            self.sandbox,
+            self.ledger,
+            completions,
+            "sampled",
+            self.policy,
+            self.round,
+        )
         return [
-            Attempt(program, behaviour(ev), ev.reward, ev.verdict.value)
-            for program, ev in zip(programs, evaluations, strict=True)
+            Attempt(node.program, behaviour(ev), ev.reward, ev.verdict.value)
+            for node, ev in evaluated
         ]
 
     def worth_summarizing(self, attempt: Attempt) -> bool:

@@ -260,12 +260,7 @@ class LlamaCppPolicy(TransformersPolicy):
         sampler.start(prompt_ids, n)
         stop = _StopRule(self.tokenizer, self.eos_token_ids, n, stop_at_fence)
         outputs = self.engine.generate(prompt_ids, n, room, sampler, stop)
-        # the training model's forward pass over prompt + completion: skip it when unused
-        logprobs = (
-            self.completion_logprobs(prompt_ids, outputs)
-            if with_logprobs
-            else [torch.empty(0)] * len(outputs)
-        )
+        logprobs = self.rollout_logprobs(prompt_ids, outputs, with_logprobs)
         return [
             self._completion(ids, row_logprobs.tolist(), stop.fence_lengths[row], len(prompt_ids))
             for row, (ids, row_logprobs) in enumerate(zip(outputs, logprobs, strict=True))

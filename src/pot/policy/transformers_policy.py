@@ -196,6 +196,15 @@ class TransformersPolicy:
             logprobs, _ = self.sequence_logprobs(prompt_ids, completions)
         return [logprobs[row, : len(ids)].clone() for row, ids in enumerate(completions)]
 
+    def rollout_logprobs(
+        self, prompt_ids: list[int], completions: list[list[int]], wanted: bool
+    ) -> list[torch.Tensor]:
+        """For engines that sample outside this model: `completion_logprobs`, a forward pass
+        over prompt + completions, or empty rows when the caller does not use them."""
+        if not wanted:
+            return [torch.empty(0)] * len(completions)
+        return self.completion_logprobs(prompt_ids, completions)
+
     def sequence_logprobs(
         self, prompt_ids: list[int], completions: list[list[int]]
     ) -> tuple[torch.Tensor, torch.Tensor]:

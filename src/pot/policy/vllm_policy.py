@@ -125,11 +125,7 @@ class VLLMPolicy(TransformersPolicy):
         outputs = [
             ids[:fence] if fence else ids for ids, fence in zip(generated, fences, strict=True)
         ]
-        logprobs = (
-            self.completion_logprobs(prompt_ids, outputs)
-            if with_logprobs
-            else [torch.empty(0)] * len(outputs)
-        )
+        logprobs = self.rollout_logprobs(prompt_ids, outputs, with_logprobs)
         return [
             self._completion(ids, row.tolist(), fence, len(prompt_ids))
             for ids, row, fence in zip(outputs, logprobs, fences, strict=True)
