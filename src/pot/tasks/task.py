@@ -18,6 +18,10 @@ class Test:
     kind="call":   `input` is a JSON list of arguments for `Task.entry_point`, `expected`
         the JSON of its return value.
     kind="stdio":  `input` is the text on stdin, `expected` the expected stdout.
+
+    `oracle` and `atol` choose how a call test's return value is compared with `expected`
+    (`pot.sandbox.oracles`; "" is plain equality). `group` names the subset a hidden test
+    belongs to, for scores per subset (MBPP+'s "base" and "plus").
     """
 
     __test__ = False  # tells pytest this is not a test class
@@ -26,6 +30,9 @@ class Test:
     source: str = ""
     input: str = ""
     expected: str = ""
+    oracle: str = ""
+    atol: float = 0.0
+    group: str = ""
 
 
 @dataclass
