@@ -2,7 +2,7 @@
 
 import pytest
 
-from pot.sandbox import IsolationWarning, Limits, Sandbox, Verdict
+from pot.sandbox import IsolationWarning, Limits, Sandbox, Verdict, values
 from pot.sandbox.compare import stdout_matches
 from pot.sandbox.results import FEEDBACK_CHARS
 from pot.tasks import Task, Test
@@ -94,14 +94,39 @@ def test_float_and_whitespace_tolerance_end_to_end(box: Sandbox):
 
 def test_call_tests_compare_json_values_and_tuples_equal_lists(box: Sandbox):
     program = "def pair(a, b):\n    return (b, [a, {'k': (a,)}])\n\ndef wrong(a):\n    return {a}\n"
-    good = Test("call", input="[1, 2]", expected='[2, [1, {"k": [1]}]]')
-    bad = Test("call", input="[1, 2]", expected='[2, [1, {"k": [2]}]]')
+    good = Test("call", input="[1, 2]", expected='[2, [1, {"$": "dict", "v": [["k", [1]]]}]]')
+    bad = Test("call", input="[1, 2]", expected='[2, [1, {"$": "dict", "v": [["k", [2]]]}]]')
     evaluation = box.evaluate(program, [good, bad], entry_point="pair")
     assert [r.verdict for r in evaluation.results] == [Verdict.PASS, Verdict.WRONG_ANSWER]
-    assert evaluation.results[1].output == '[2, [1, {"k": [1]}]]'
-    unserializable = box.evaluate(program, [Test("call", "", "[1]", "[1]")], entry_point="wrong")
-    assert unserializable.verdict is Verdict.WRONG_ANSWER
-    assert unserializable.results[0].output == "{1}"
+    assert evaluation.results[1].output == "(2, [1, {'k': (1,)}])"
+    assert values.decode(evaluation.results[1].value) == (2, [1, {"k": (1,)}])
+    assert "Expected:\n[2, [1, {'k': [2]}]]" in evaluation.feedback
+    a_set = box.evaluate(program, [Test("call", "", "[1]", "[1]")], entry_point="wrong")
+    assert a_set.verdict is Verdict.WRONG_ANSWER
+    assert a_set.results[0].output == "{1}"
+
+
+def test_call_tests_carry_every_plain_data_type_through_the_codec(box: Sandbox):
+    value = {1: (b"\x00", {2.5, frozenset({3})}), "c": [1 + 2j, float("inf"), None, True]}
+    program = f"inf = float('inf')\n\ndef f():\n    return {value!r}\n"
+    test = Test("call", input="[]", expected=values.encode(value))
+    evaluation = box.evaluate(program, [test], entry_point="f")
+    assert evaluation.all_passed, evaluation.feedback
+    assert values.decode(evaluation.results[0].value) == value
+    nan = box.evaluate("def f():\n    return float('nan')\n", [test], entry_point="f")
+    assert nan.verdict is Verdict.WRONG_ANSWER and nan.results[0].output == "nan"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [("(x for x in [1])", "generator"), ("iter([1])", "list_iterator"), ("Box()", "Box")],
+)
+def test_a_returned_object_outside_plain_data_is_a_wrong_answer(box: Sandbox, body, kind):
+    program = f"class Box:\n    pass\n\ndef f():\n    return {body}\n"
+    evaluation = box.evaluate(program, [Test("call", "", "[]", "[1]")], entry_point="f")
+    assert evaluation.verdict is Verdict.WRONG_ANSWER
+    assert evaluation.results[0].error == f"returned an unsupported type: {kind}"
+    assert evaluation.results[0].value == ""
 
 
 def test_call_tests_find_livecodebench_solution_methods(box: Sandbox):
@@ -212,15 +237,51 @@ def test_evaluate_task_uses_the_split_setup_and_entry_point(box: Sandbox):
 @pytest.mark.parametrize(
     ("tests", "entry_point", "message"),
     [
-        ([], None, "no tests to run"),
         ([Test("call", input="[1]", expected="1")], None, "entry_point"),
-        ([Test("call", input="{1", expected="1")], "f", "must be JSON"),
-        ([Test("call", input="1", expected="1")], "f", "JSON list"),
+        ([Test("call", input="{1", expected="1")], "f", "must be pot.sandbox.values encodings"),
+        ([Test("call", input='[{"a": 1}]', expected="1")], "f", "must be pot.sandbox.values"),
+        ([Test("call", input="1", expected="1")], "f", "encode a list of arguments"),
     ],
 )
 def test_bad_tests_raise_one_clear_error(box: Sandbox, tests, entry_point, message):
     with pytest.raises(ValueError, match=message):
         box.evaluate("def f(x):\n    return x\n", tests, entry_point=entry_point)
+
+
+def test_no_tests_give_reward_zero_and_say_so(box: Sandbox):
+    evaluation = box.evaluate("def f():\n    return 1\n", [])
+    assert (evaluation.reward, evaluation.all_passed) == (0.0, False)
+    assert evaluation.verdict is Verdict.NO_TESTS
+    assert (
+        evaluation.feedback == "This task has no public tests: no feedback, and every reward is 0."
+    )
+    task = Task(
+        id="t", prompt="", entry_point="f", hidden_tests=[Test("assert", "assert f() == 1")]
+    )
+    assert box.evaluate_task(task, "def f():\n    return 1\n").reward == 0.0
+    assert box.evaluate_task(task, "def f():\n    return 1\n", split="hidden").all_passed
+
+
+def test_stop_at_the_first_failure_marks_the_rest_not_run(box: Sandbox):
+    program = "def f(x):\n    return x if x != 2 else -1\n"
+    tests = [
+        Test("call", input=f"[{x}]", expected=str(x), group="base" if x < 2 else "plus")
+        for x in range(5)
+    ]
+    full = box.evaluate(program, tests, entry_point="f")
+    assert full.passed == 4 and full.group_passed("base") and not full.group_passed("plus")
+    stopped = box.evaluate(program, tests, entry_point="f", stop_at_first_failure=True)
+    verdicts = [r.verdict for r in stopped.results]
+    assert verdicts == [Verdict.PASS] * 2 + [Verdict.WRONG_ANSWER] + [Verdict.NOT_RUN] * 2
+    assert (stopped.reward, stopped.verdict) == (0.4, Verdict.WRONG_ANSWER)
+    assert stopped.group_passed("base") and not stopped.group_passed("plus")
+    assert not stopped.group_passed("no such group")
+    assert "2 of 5 tests passed. Stopped at the first failing test: 2 not run." in stopped.feedback
+    assert "Test 4" not in stopped.feedback
+    task = Task(id="t", prompt="", entry_point="f", public_tests=tests, hidden_tests=tests)
+    assert box.evaluate_task(task, program).passed == 4
+    hidden = box.evaluate_task(task, program, split="hidden")
+    assert [r.verdict for r in hidden.results] == verdicts
 
 
 def test_closed_sandbox_refuses_work():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pot.sandbox import values
 from pot.tasks import (
     Task,
     TaskFormatError,
@@ -295,15 +296,26 @@ def test_livecodebench_functional_arguments():
     window = get_task(f"lcb:{LCB_SAMPLE}/9101")
     assert window.kind == "function" and window.entry_point == "maxWindowSum"
     assert window.starter_code.startswith("class Solution:")
-    assert window.public_tests[0] == Test(kind="call", input="[[1, 4, 2, 5], 2]", expected="7")
-    assert window.hidden_tests[-1] == Test(kind="call", input="[[2, 2, 2, 2], 4]", expected="8")
+    assert window.public_tests[0] == Test(kind="call", input="[[1,4,2,5],2]", expected="7")
+    assert window.hidden_tests[-1] == Test(kind="call", input="[[2,2,2,2],4]", expected="8")
     split = get_task(f"lcb:{LCB_SAMPLE}#lcb/9102")
-    assert [json.loads(t.input) for t in split.hidden_tests] == [
+    assert [values.decode(t.input) for t in split.hidden_tests] == [
         ["a,b", ","],
         ["abc", ";"],
         ["x;;y", ";"],
     ]
-    assert json.loads(split.hidden_tests[2].expected) == [["x", "", "y"], True]
+    assert values.decode(split.hidden_tests[2].expected) == [["x", "", "y"], True]
+
+
+def test_livecodebench_json_objects_become_dicts(tmp_path):
+    record = next(
+        json.loads(line) for line in LCB_SAMPLE.read_text().splitlines() if '"9101"' in line
+    )
+    case = {"input": '{"a": [1, {"b": 2}]}\n"k"', "output": '{"x": null}', "testtype": "functional"}
+    record["public_test_cases"] = json.dumps([case])
+    test = load_livecodebench(write_records(tmp_path / "objects.jsonl", record))[0].public_tests[0]
+    assert values.decode(test.input) == [{"a": [1, {"b": 2}]}, "k"]
+    assert values.decode(test.expected) == {"x": None}
 
 
 def test_livecodebench_sample_file_is_what_its_script_writes(tmp_path):
@@ -351,7 +363,7 @@ def test_jsonl_docs_examples_load(tmp_path):
     assert add.kind == "function" and add.entry_point == "add"
     assert add.hidden_tests == [
         Test(kind="assert", source="assert add(1, 2) == 3"),
-        Test(kind="call", input="[-1, 1]", expected="0"),
+        Test(kind="call", input="[-1,1]", expected="0"),
     ]
     assert stdin_sum.kind == "stdio"
     assert stdin_sum.public_tests == [Test(kind="stdio", input="1 2\n", expected="3\n")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
@@ -42,8 +41,3 @@ def stdout_matches(actual: str, expected: str) -> bool:
     return len(actual_lines) == len(expected_lines) and all(
         a == e or tokens_match(a, e) for a, e in zip(actual_lines, expected_lines, strict=True)
     )
-
-
-def value_matches(actual_json: str, expected_json: str) -> bool:
-    """Return values compared as JSON data, so a returned tuple equals an expected list."""
-    return json.loads(actual_json) == json.loads(expected_json)

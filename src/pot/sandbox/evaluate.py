@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -14,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, Literal
 
-from pot.sandbox.compare import stdout_matches, value_matches
+from pot.sandbox import values
+from pot.sandbox.compare import stdout_matches
+from pot.sandbox.oracles import outputs_match
 from pot.sandbox.results import (
     RESULT_CHARS,
     Evaluation,
@@ -26,7 +27,7 @@ from pot.sandbox.results import (
     reward,
 )
 from pot.sandbox.worker import DEFAULT_PYTHON, Launcher, SandboxError, Worker
-from pot.tasks import Task, Test
+from pot.tasks.task import Task, Test
 
 Isolation = Literal["auto", "bwrap", "limited"]
 Job = tuple[str, list[Test], str | None, str]  # program, tests, entry_point, setup_code
@@ -40,11 +41,6 @@ class IsolationWarning(RuntimeWarning):
 
 
 def check_tests(tests: list[Test], entry_point: str | None) -> None:
-    if not tests:
-        raise ValueError(
-            "no tests to run: pass at least one Test (a task without public tests cannot be "
-            "evaluated on its public split; use split='hidden' or add tests)"
-        )
     for index, test in enumerate(tests):
         if test.kind not in ("assert", "call", "stdio"):
             raise ValueError(f"test {index}: unknown kind {test.kind!r}; use assert, call or stdio")
@@ -53,35 +49,48 @@ def check_tests(tests: list[Test], entry_point: str | None) -> None:
         if not entry_point:
             raise ValueError(f"test {index} is a 'call' test: pass entry_point=<function name>")
         try:
-            arguments = json.loads(test.input)
-            json.loads(test.expected)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"test {index}: input and expected must be JSON ({error})") from None
-        if not isinstance(arguments, list):
-            raise ValueError(f"test {index}: input must be a JSON list of arguments")
+            arguments = values.decode(test.input)
+            values.decode(test.expected)
+        except ValueError as error:
+            raise ValueError(
+                f"test {index}: input and expected must be pot.sandbox.values encodings "
+                f"(plain JSON is one): {error}"
+            ) from None
+        if type(arguments) is not list:
+            raise ValueError(f"test {index}: input must encode a list of arguments")
 
 
 def judge(test: Test, reply: dict[str, Any]) -> TestResult:
     """Turn the runner's reply into a verdict; outputs are compared here, never in the sandbox."""
     status, seconds = reply["status"], reply.get("seconds", 0.0)
-    if test.kind == "call":
-        output = reply.get("value", reply.get("value_repr", ""))
-    else:
-        output = reply.get("stdout", "")
     error = reply.get("error", "")
     if status == "runtime_error" and reply.get("stderr", "").strip():
         error = f"{error}\nstderr:\n{reply['stderr'][-STDERR_IN_ERROR:]}"
     if status != "completed":
-        verdict = Verdict(status)
-    elif test.kind == "assert":
-        verdict = Verdict.PASS
-    elif test.kind == "call":
-        passed = "value" in reply and value_matches(reply["value"], test.expected)
-        verdict = Verdict.PASS if passed else Verdict.WRONG_ANSWER
-    else:
+        output = "" if test.kind == "call" else reply.get("stdout", "")
+        return TestResult(test, Verdict(status), seconds, clip(output, RESULT_CHARS), error)
+    if test.kind == "assert":
+        return TestResult(test, Verdict.PASS, seconds, clip(reply.get("stdout", ""), RESULT_CHARS))
+    if test.kind == "stdio":
         passed = stdout_matches(reply["stdout"], test.expected)
         verdict = Verdict.PASS if passed else Verdict.WRONG_ANSWER
-    return TestResult(test, verdict, seconds, clip(output, RESULT_CHARS), clip(error, RESULT_CHARS))
+        return TestResult(test, verdict, seconds, clip(reply["stdout"], RESULT_CHARS), error)
+    return judge_value(test, reply.get("value"), reply.get("unsupported", ""), seconds)
+
+
+def judge_value(test: Test, value: str | None, unsupported: str, seconds: float) -> TestResult:
+    """A call test's verdict from the codec text of its returned value, decoded here."""
+    if value is None:
+        return TestResult(test, Verdict.WRONG_ANSWER, seconds, "", unsupported)
+    try:
+        actual = values.decode(value)
+    except ValueError as error:
+        message = f"the returned value could not be decoded ({error})"
+        return TestResult(test, Verdict.RUNTIME_ERROR, seconds, "", clip(message, RESULT_CHARS))
+    arguments = values.decode(test.input)
+    passed = outputs_match(actual, values.decode(test.expected), test, arguments)
+    verdict = Verdict.PASS if passed else Verdict.WRONG_ANSWER
+    return TestResult(test, verdict, seconds, clip(repr(actual), RESULT_CHARS), value=value)
 
 
 def fails_every_test(reply: dict[str, Any], test: Test, result: TestResult) -> bool:
@@ -148,9 +157,13 @@ class Sandbox:
         *,
         entry_point: str | None = None,
         setup_code: str = "",
+        stop_at_first_failure: bool = False,
     ) -> Evaluation:
+        """Run `program` on `tests`. With `stop_at_first_failure`, the tests after the first
+        failing one are not run and get `Verdict.NOT_RUN` (counted as failed by `reward`,
+        `all_passed` and `group_passed`). No tests give reward 0 and verdict NO_TESTS."""
         check_tests(tests, entry_point)
-        return self._evaluate(program, tests, entry_point, setup_code)
+        return self._evaluate(program, tests, entry_point, setup_code, stop_at_first_failure)
 
     def evaluate_many(self, jobs: list[Job]) -> list[Evaluation]:
         """Evaluate (program, tests, entry_point, setup_code) jobs concurrently, in order."""
@@ -161,13 +174,19 @@ class Sandbox:
     def evaluate_task(
         self, task: Task, program: str, split: Literal["public", "hidden"] = "public"
     ) -> Evaluation:
+        """Public: every public test (the reward is the fraction passed; none give reward 0).
+        Hidden: stops at the first failing test, which is the verdict."""
         if split not in ("public", "hidden"):
             raise ValueError(f"split must be 'public' or 'hidden', not {split!r}")
+        if split == "hidden" and not task.hidden_tests:
+            raise ValueError(f"task {task.id!r} has no hidden tests to judge a program on")
         tests = task.public_tests if split == "public" else task.hidden_tests
-        if not tests:
-            raise ValueError(f"task {task.id!r} has no {split} tests")
         return self.evaluate(
-            program, tests, entry_point=task.entry_point, setup_code=task.setup_code
+            program,
+            tests,
+            entry_point=task.entry_point,
+            setup_code=task.setup_code,
+            stop_at_first_failure=split == "hidden",
         )
 
     def close(self) -> None:
@@ -181,14 +200,21 @@ class Sandbox:
         self.close()
 
     def _evaluate(
-        self, program: str, tests: list[Test], entry_point: str | None, setup_code: str
+        self,
+        program: str,
+        tests: list[Test],
+        entry_point: str | None,
+        setup_code: str,
+        stop_at_first_failure: bool = False,
     ) -> Evaluation:
         if self._closed:
             raise SandboxError("the sandbox is closed; create a new Sandbox")
         worker = self._idle.get()
         start = time.monotonic()
         try:
-            results = self._run_tests(worker, program, tests, entry_point, setup_code)
+            results = self._run_tests(
+                worker, program, tests, entry_point, setup_code, stop_at_first_failure
+            )
         finally:
             self._idle.put(worker)
         return Evaluation(
@@ -206,10 +232,14 @@ class Sandbox:
         tests: list[Test],
         entry_point: str | None,
         setup_code: str,
+        stop_at_first_failure: bool,
     ) -> list[TestResult]:
         results: list[TestResult] = []
         shared_failure: TestResult | None = None
         for test in tests:
+            if stop_at_first_failure and results and results[-1].verdict is not Verdict.PASS:
+                results.append(TestResult(test, Verdict.NOT_RUN, 0.0))
+                continue
             if shared_failure is not None and (
                 shared_failure.verdict is Verdict.SYNTAX_ERROR or test.kind != "stdio"
             ):

@@ -7,7 +7,7 @@ LiveCodeBench's JSON test cases imply).
 
 from __future__ import annotations
 
-from pot.tasks import Test
+from pot.tasks.task import Test
 
 
 def as_json_data(value: object) -> object:

@@ -1,5 +1,7 @@
 """The warm worker that runs inside the sandbox (standard library only, no `pot` imports).
 
+The host runs it after the source of `pot.sandbox.values` (encode, decode, UnsupportedValue).
+
 The host starts it as `python3 -S -s -B -P -c <this file> [UID GID]`; with UID and GID (limited
 mode started as root) each forked child switches to that user before running the program.
 
@@ -110,24 +112,13 @@ def failed_assert_left_side(exc: BaseException) -> str:
     return ""
 
 
-def plain_json(value: object) -> bool:
-    """True when `value` is built from JSON types only (tuples count as lists)."""
-    if value is None or type(value) in (bool, int, float, str):
-        return True
-    if type(value) in (list, tuple):
-        return all(plain_json(item) for item in value)
-    if type(value) is dict:
-        return all(type(key) is str and plain_json(item) for key, item in value.items())
-    return False
-
-
 def call_entry_point(namespace: dict, entry_point: str, arguments: str) -> object:
     function = namespace.get(entry_point)
     if function is None and hasattr(namespace.get("Solution"), entry_point):
         function = getattr(namespace["Solution"](), entry_point)  # LiveCodeBench's class style
     if function is None:
         raise NameError(f"the program does not define {entry_point!r}")
-    return function(*json.loads(arguments))
+    return function(*decode(arguments))  # noqa: F821 - values.py is run before this file
 
 
 def record_line(nonce: str, record: dict[str, str]) -> bytes:
@@ -138,7 +129,7 @@ def record_line(nonce: str, record: dict[str, str]) -> bytes:
 
 def run_in_child(request: dict, program: object, nonce: str) -> None:
     """Body of the forked child: setup, program, test; then one record on RESULT_FD."""
-    write, exit_now, dumps = os.write, os._exit, json.dumps  # the program may monkeypatch os, json
+    write, exit_now = os.write, os._exit  # the program may monkeypatch os
 
     def report(record: dict[str, str]) -> None:
         write(RESULT_FD, record_line(nonce, record))
@@ -158,10 +149,10 @@ def run_in_child(request: dict, program: object, nonce: str) -> None:
             exec(compile(request["source"], "<test>", "exec"), namespace)
         elif kind == "call":
             value = call_entry_point(namespace, request["entry_point"], request["input"])
-            if plain_json(value):
-                record["value"] = dumps(value)
-            else:
-                record["value_repr"] = clip(repr(value))
+            try:
+                record["value"] = encode(value)  # noqa: F821
+            except UnsupportedValue as exc:  # noqa: F821
+                record["unsupported"] = f"returned an {exc}"
     except SystemExit as exc:
         if not (kind == "stdio" and exc.code in (None, 0)):
             message = f"SystemExit({exc.code!r}) raised before the test finished"

@@ -54,7 +54,10 @@ def to_data(value: object, depth: int) -> object:
             return {"$": tag, "v": [to_data(item, depth + 1) for item in items]}
     if isinstance(value, dict):
         pairs = dict.items(value)
-        return {"$": "dict", "v": [[to_data(k, depth + 1), to_data(v, depth + 1)] for k, v in pairs]}
+        return {
+            "$": "dict",
+            "v": [[to_data(k, depth + 1), to_data(v, depth + 1)] for k, v in pairs],
+        }
     raise UnsupportedValue(f"unsupported type: {type_name(value)}")
 
 

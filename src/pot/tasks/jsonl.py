@@ -28,6 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pot.sandbox import values
 from pot.tasks.records import Record, parse_records, read_records
 from pot.tasks.task import Task, Test
 
@@ -115,7 +116,9 @@ def call_test(record: Record, where: str, item: dict[str, Any]) -> Test:
             f"{where}: 'input' must be the list of arguments, got {json.dumps(item['input'])[:80]}",
             "for one argument x write [x]",
         )
-    return Test(kind="call", input=json.dumps(item["input"]), expected=json.dumps(item["output"]))
+    return Test(
+        kind="call", input=values.encode(item["input"]), expected=values.encode(item["output"])
+    )
 
 
 def stdio_test(record: Record, where: str, item: dict[str, Any]) -> Test:
@@ -148,7 +151,7 @@ def test_item(test: Test) -> Any:
     if test.kind == "assert":
         return test.source
     if test.kind == "call":
-        return {"input": json.loads(test.input), "output": json.loads(test.expected)}
+        return {"input": values.decode(test.input), "output": values.decode(test.expected)}
     return {"input": test.input, "output": test.expected}
 
 

@@ -23,6 +23,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from pot.sandbox import values
 from pot.tasks.records import Record, parse_records, read_records
 from pot.tasks.task import Task, Test
 
@@ -135,4 +136,4 @@ def test_of(record: Record, where: str, case: Any) -> Test:
             f"{where}: each input line and the output of a functional case must be JSON "
             f"({error.msg})"
         ) from None
-    return Test(kind="call", input=json.dumps(arguments), expected=json.dumps(expected))
+    return Test(kind="call", input=values.encode(arguments), expected=values.encode(expected))

