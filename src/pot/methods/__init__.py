@@ -17,7 +17,7 @@ import torch
 
 from pot.budget import Budget, Ledger
 from pot.methods import best_of_n, icpo, pot, search_only, self_repair, zero_shot
-from pot.methods.common import Result, first_solved, public_view
+from pot.methods.common import Result, first_solved, group_scores, public_view
 from pot.search import Tree
 
 METHODS: dict[str, tuple[Callable[..., Tree], type]] = {
@@ -109,6 +109,7 @@ def solve(
         hidden_passed=hidden.all_passed,
         hidden_reward=hidden.reward,
         hidden_verdict=hidden.verdict.value,
+        hidden_groups=group_scores(task, hidden),
         first_solved_program=first_solved(tree),
         costs=costs,
         config=dataclasses.asdict(config),

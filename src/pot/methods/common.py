@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pot.budget import Costs
+from pot.sandbox import Evaluation
 from pot.search import Node, Tree
 from pot.tasks import Task
 
@@ -30,11 +31,23 @@ class Result:
     hidden_verdict: str
     first_solved_program: int | None  # 1-based count of programs when public tests first passed
     costs: Costs
+    # Per test group of the hidden tests (MBPP+: base, plus): whether that group and every
+    # group before it passed, as EvalPlus scores base and plus; {} for tasks without groups.
+    hidden_groups: dict[str, bool] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def group_scores(task: Task, hidden: Evaluation) -> dict[str, bool]:
+    """`Result.hidden_groups` from the hidden `Evaluation` of the answer."""
+    scores, passed = {}, True
+    for group in dict.fromkeys(test.group for test in task.hidden_tests if test.group):
+        passed = passed and hidden.group_passed(group)
+        scores[group] = passed
+    return scores
 
 
 def first_solved(tree: Tree) -> int | None:

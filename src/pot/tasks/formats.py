@@ -25,6 +25,8 @@ def task_parser(record: Record) -> Callable[[Record], Task]:
         return jsonl_task
     if {"question_id", "public_test_cases"} <= fields:
         return livecodebench_task
+    if {"task_id", "base_input", "plus_input"} <= fields:
+        raise record.error("an MBPP+ (EvalPlus) record", "load the file as mbppplus:<path>")
     if {"task_id", "test_list"} <= fields:
         return mbpp_task
     if {"task_id", "prompt", "test", "entry_point"} <= fields:

@@ -3,14 +3,17 @@
     humaneval                          the 164 HumanEval problems
     mbpp:<split>                       shipped MBPP split: prompt, validation, train, sanitized
     mbpp:<path>                        any MBPP-format .jsonl/.json (e.g. the full mbpp.jsonl)
+    mbppplus[:<validation|train>]      shipped MBPP+ (EvalPlus) dev tasks: all 160, or a split
+    mbppplus:<path>                    any MbppPlus-format .jsonl/.jsonl.gz (EvalPlus's releases)
     lcb:<path>                         a LiveCodeBench code_generation_lite release file
     jsonl:<path>                       our format (docs/task-format.md)
     hf:<dataset>[:<config>][:<split>]  a Hugging Face dataset id, or hf:<saved dir>[:<split>]
     <path>.jsonl / .json / .jsonl.gz   any of the formats above, recognised by its fields
 
-One task: append "/<id>" (humaneval/HumanEval/12, mbpp:validation/523, lcb:file.jsonl/abc301_a)
-or "#<id>" to any spec (hf:openai_humaneval#HumanEval/12); "humaneval:HumanEval/12" works too.
-The id may omit its collection prefix: mbpp:validation/523 finds "mbpp/523".
+One task: append "/<id>" (humaneval/HumanEval/12, mbpp:validation/523, lcb:file.jsonl/abc301_a,
+mbppplus/Mbpp/2) or "#<id>" to any spec (hf:openai_humaneval#HumanEval/12);
+"humaneval:HumanEval/12" works too. The id may omit its collection prefix: mbpp:validation/523
+finds "mbpp/523", mbppplus/Mbpp/2 and mbppplus/2 find "mbppplus/Mbpp/2".
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from pot.tasks.records import read_records
 from pot.tasks.task import Task, TaskFormatError
 
 SPEC_HELP = (
-    "use humaneval, mbpp:<prompt|validation|train|sanitized|path>, lcb:<path>, jsonl:<path>, "
+    "use humaneval, mbpp:<prompt|validation|train|sanitized|path>, "
+    "mbppplus[:validation|train|path], lcb:<path>, jsonl:<path>, "
     "hf:<dataset>[:config][:split] or a .jsonl/.json path"
 )
 FILE_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+MBPPPLUS_SPLIT_NAMES = ("validation", "train")  # pot.tasks.mbppplus.MBPPPLUS_SPLITS
 PATH_WITH_ID = re.compile(r"^(.*?\.jsonl?(?:\.gz)?)/(.+)$")
 
 
@@ -71,6 +76,12 @@ def split_spec(spec: str) -> tuple[str, str | None]:
         split, _, task_id = spec.removeprefix("mbpp:").partition("/")
         if split in MBPP_SPLITS and task_id:
             return f"mbpp:{split}", task_id
+    if spec.startswith("mbppplus/"):
+        return "mbppplus", spec.removeprefix("mbppplus/")
+    if spec.startswith("mbppplus:"):
+        split, _, task_id = spec.removeprefix("mbppplus:").partition("/")
+        if split in MBPPPLUS_SPLIT_NAMES and task_id:
+            return f"mbppplus:{split}", task_id
     if not spec.startswith("hf:") and (match := PATH_WITH_ID.match(spec)):
         return match[1], match[2]
     return spec, None
@@ -82,6 +93,11 @@ def load_source(source: str) -> list[Task]:
         return load_humaneval()
     if kind == "mbpp" and rest:
         return load_mbpp(rest)
+    if kind == "mbppplus":
+        # Imported here: MBPP+ runs its references in the sandbox, which imports pot.tasks.
+        from pot.tasks.mbppplus import load_mbppplus
+
+        return load_mbppplus(rest)
     if kind == "lcb" and rest:
         return load_livecodebench(rest)
     if kind == "jsonl" and rest:
@@ -95,9 +111,10 @@ def load_source(source: str) -> list[Task]:
 
 
 def find_task(tasks: list[Task], task_id: str, source: str) -> Task:
-    """The task with id `task_id`, or whose id ends in "/<task_id>" (523 → mbpp/523)."""
+    """The task with id `task_id`, or whose id ends in "/<task_id>" (523 → mbpp/523,
+    Mbpp/2 → mbppplus/Mbpp/2)."""
     matches = [task for task in tasks if task.id == task_id] or [
-        task for task in tasks if task.id.rsplit("/", 1)[-1] == task_id
+        task for task in tasks if task.id.endswith(f"/{task_id}")
     ]
     if len(matches) == 1:
         return matches[0]
