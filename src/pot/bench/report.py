@@ -7,7 +7,6 @@ exact two-sided sign test on the discordant pairs of two methods (= the exact Mc
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from itertools import combinations

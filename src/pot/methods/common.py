@@ -42,10 +42,13 @@ class Result:
 
 
 def group_scores(task: Task, hidden: Evaluation) -> dict[str, bool]:
-    """`Result.hidden_groups` from the hidden `Evaluation` of the answer."""
+    """`Result.hidden_groups` from the hidden `Evaluation` of the answer. The groups are
+    `task.metadata["test_groups"]` (MBPP+: base, plus), else those of the hidden tests; a
+    group without tests passes (EvalPlus: Mbpp/793 has no plus inputs)."""
+    present = list(dict.fromkeys(test.group for test in task.hidden_tests if test.group))
     scores, passed = {}, True
-    for group in dict.fromkeys(test.group for test in task.hidden_tests if test.group):
-        passed = passed and hidden.group_passed(group)
+    for group in task.metadata.get("test_groups", present):
+        passed = passed and (group not in present or hidden.group_passed(group))
         scores[group] = passed
     return scores
 

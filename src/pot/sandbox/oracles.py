@@ -61,8 +61,10 @@ def is_floats(value: object) -> bool:
     """evalplus/eval/__init__.py `is_floats`: a float, or a non-empty list/tuple of floats."""
     if isinstance(value, float):
         return True
-    return isinstance(value, (list, tuple)) and bool(value) and all(
-        isinstance(item, float) for item in value
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(item, float) for item in value)
     )
 
 

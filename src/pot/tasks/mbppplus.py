@@ -22,8 +22,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +90,7 @@ CONVERSIONS: dict[int, Callable[[Arguments], Arguments]] = {
     **dict.fromkeys([106, 750], lambda args: [args[0], tuple(args[1])]),
     115: lambda args: [[set(item) if isinstance(item, list) and item else {} for item in args[0]]],
     124: lambda args: [float(args[0]), complex(args[1])],
-    **dict.fromkeys(
-        [250, 405, 446, 617, 720, 763, 808], lambda args: [tuple(args[0]), args[1]]
-    ),
+    **dict.fromkeys([250, 405, 446, 617, 720, 763, 808], lambda args: [tuple(args[0]), args[1]]),
     **dict.fromkeys([259, 401, 445], lambda args: [tuple(tuples(arg)) for arg in args]),
     278: lambda args: [tuple(tuple(x) if isinstance(x, list) else x for x in args[0])],
     307: lambda args: [tuple(args[0]), args[1], args[2]],
@@ -105,7 +102,7 @@ CONVERSIONS: dict[int, Callable[[Arguments], Arguments]] = {
 
 @dataclass(frozen=True)
 class Problem:
-    """One MBPP+ record, checked, with its inputs converted as EvalPlus converts them."""
+    """One MBPP+ record, its fields checked."""
 
     record: Record
     task_id: str  # EvalPlus's, "Mbpp/<n>"
@@ -114,7 +111,7 @@ class Problem:
     usage: str  # the first original assert
     entry_point: str
     reference: str  # prompt + canonical_solution, the code EvalPlus runs for expected outputs
-    inputs: dict[str, list[Arguments]]  # group -> argument lists
+    inputs: dict[str, list[Arguments]]  # group -> argument lists, as in the file
     atol: float
 
     @property
@@ -122,27 +119,31 @@ class Problem:
         return ORACLES.get(self.entry_point, "evalplus")
 
 
-def load_mbppplus(split_or_path: str | Path = "", *, sandbox: Any = None) -> list[Task]:
+# One test as cached: encoded arguments, encoded expected output, the atol in force there.
+Case = tuple[str, str, float]
+
+
+def load_mbppplus(split_or_path: str | Path = "") -> list[Task]:
     """The shipped dev tasks ("" for all 160, "validation", "train") or any MbppPlus-format
-    file (.jsonl or .jsonl.gz). `sandbox` runs the references when the cache has no outputs
-    (default: a temporary one)."""
+    file (.jsonl or .jsonl.gz)."""
     path, wanted = source_of(split_or_path)
     problems = [problem_of(record) for record in read_records(path)]
     check_unique(problems)
-    outputs = reference_outputs(path, problems, sandbox)
+    cases = cached_cases(path, problems)
     tasks = []
     for problem in problems:
         if not wanted(problem.number):
             continue
-        result = outputs[problem.task_id]
-        if "error" in result:
-            logger.warning("MBPP+ %s left out: %s", problem.task_id, result["error"])
+        found = cases[problem.task_id]
+        if "error" in found:
+            logger.warning("MBPP+ %s left out: %s", problem.task_id, found["error"])
             continue
-        tasks.append(task_of(problem, result))
+        tasks.append(task_of(problem, found))
     return tasks
 
 
 def source_of(split_or_path: str | Path) -> tuple[Path, Callable[[int], bool]]:
+    """The file of a split name or path, and which task numbers of it to keep."""
     if split_or_path in ("", *MBPPPLUS_SPLITS):
         ranges = MBPPPLUS_SPLITS.get(str(split_or_path))
         return SHIPPED_FILE, lambda n: ranges is None or any(n in r for r in ranges)
@@ -161,23 +162,22 @@ def problem_of(record: Record) -> Problem:
     if match is None:
         raise record.error(f"field 'task_id' is {task_id!r}", "MBPP+ ids look like 'Mbpp/2'")
     record = record.named(task_id)
-    number = int(match[1])
     prompt = record.get("prompt", str)
     return Problem(
         record=record,
         task_id=task_id,
-        number=number,
+        number=int(match[1]),
         description=description_of(prompt),
         usage=first_assert(record),
         entry_point=record.get("entry_point", str),
         reference=prompt + record.get("canonical_solution", str),
-        inputs={group: inputs_of(record, group, number) for group in GROUPS},
+        inputs={group: inputs_of(record, group) for group in GROUPS},
         atol=float(record.get("atol", (int, float))),
     )
 
 
 def description_of(prompt: str) -> str:
-    """The text of the prompt, which is a string literal ('''...''')."""
+    """The text of the prompt, which is a Python string literal."""
     try:
         text = ast.literal_eval(prompt.strip())
     except (ValueError, SyntaxError):
@@ -197,29 +197,20 @@ def first_assert(record: Record) -> str:
     return ast.get_source_segment(source, first) or ast.unparse(first)
 
 
-def inputs_of(record: Record, group: str, number: int) -> list[Arguments]:
+def inputs_of(record: Record, group: str) -> list[Arguments]:
     field = f"{group}_input"
     items = record.get(field, (list, dict))
     if isinstance(items, dict):
         if items:
             raise record.error(f"field '{field}' must be a list of argument lists, got an object")
         return []  # Mbpp/793 has plus_input {}: EvalPlus iterates it as no inputs
-    convert = CONVERSIONS.get(number, list)
-    converted = []
     for index, arguments in enumerate(items):
         if not isinstance(arguments, list):
             raise record.error(
                 f"field '{field}' item {index} must be a list of arguments, "
                 f"got {type(arguments).__name__}"
             )
-        try:
-            converted.append(list(convert(arguments)))
-        except (TypeError, ValueError, IndexError, AttributeError) as error:
-            raise record.error(
-                f"field '{field}' item {index} cannot be converted as EvalPlus converts "
-                f"Mbpp/{number}'s inputs ({type(error).__name__}: {error})"
-            ) from None
-    return converted
+    return items
 
 
 def check_unique(problems: list[Problem]) -> None:
@@ -232,15 +223,30 @@ def check_unique(problems: list[Problem]) -> None:
         seen[problem.task_id] = problem.record.origin
 
 
-def call_tests(problem: Problem, group: str) -> list[Test]:
-    return [
-        Test(kind="call", input=values.encode(arguments), expected="null", group=group)
-        for arguments in problem.inputs[group]
-    ]
+def converted_inputs(problem: Problem, group: str) -> list[Arguments]:
+    """The group's argument lists converted as EvalPlus converts them for this task."""
+    convert = CONVERSIONS.get(problem.number, list)
+    converted = []
+    for index, arguments in enumerate(problem.inputs[group]):
+        try:
+            converted.append(list(convert(arguments)))
+        except (TypeError, ValueError, IndexError, AttributeError) as error:
+            raise problem.record.error(
+                f"field '{group}_input' item {index} cannot be converted as EvalPlus converts "
+                f"{problem.task_id}'s inputs ({type(error).__name__}: {error})"
+            ) from None
+    return converted
 
 
-def task_of(problem: Problem, outputs: dict[str, list[str]]) -> Task:
-    tests = {group: judged_tests(problem, group, outputs[group]) for group in GROUPS}
+def task_of(problem: Problem, cases: dict[str, list[Case]]) -> Task:
+    tests = {
+        group: [
+            Test("call", input=arguments, expected=expected, oracle=problem.oracle, atol=atol,
+                 group=group)
+            for arguments, expected, atol in cases[group]
+        ]
+        for group in GROUPS
+    }  # fmt: skip
     return Task(
         id=f"mbppplus/{problem.task_id}",
         prompt=f"{problem.description}\n{problem.usage}",
@@ -251,22 +257,10 @@ def task_of(problem: Problem, outputs: dict[str, list[str]]) -> Task:
         metadata={
             "source": "mbppplus",
             "evalplus_task_id": problem.task_id,
+            "test_groups": list(GROUPS),  # for Result.hidden_groups, even with no plus tests
             "reference_solution": problem.reference,
         },
     )
-
-
-def judged_tests(problem: Problem, group: str, expected: list[str]) -> list[Test]:
-    """The group's tests with their expected outputs and, per test, the atol EvalPlus has in
-    force there: its loop keeps the 1e-6 it sets at the first float output of a group
-    (evalplus/eval/__init__.py, `unsafe_execute`)."""
-    atol = problem.atol
-    tests = []
-    for test, output in zip(call_tests(problem, group), expected, strict=True):
-        tests.append(replace(test, expected=output, oracle=problem.oracle, atol=atol))
-        if atol == 0 and oracles.is_floats(values.decode(output)):
-            atol = oracles.FLOAT_ATOL
-    return tests
 
 
 def cache_path(path: Path) -> Path:
@@ -276,28 +270,45 @@ def cache_path(path: Path) -> Path:
     return root / "mbppplus" / f"{digest}-v{CACHE_VERSION}.json"
 
 
-def reference_outputs(
-    path: Path, problems: list[Problem], sandbox: Any
-) -> dict[str, dict[str, Any]]:
-    """Per task id {"base": [...], "plus": [...]} (codec texts) or {"error": why}."""
+def cached_cases(path: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]:
+    """Per task id {"base": [Case...], "plus": [Case...]}, or {"error": why} where the
+    reference failed; computed once per file content, then read from the cache."""
     cache = cache_path(path)
-    if cache.is_file():
-        try:
-            cached = json.loads(cache.read_text())
-        except (OSError, json.JSONDecodeError):
-            cached = {}
-        if all(problem.task_id in cached for problem in problems):
-            return cached
-    outputs = compute_reference_outputs(problems, sandbox)
+    try:
+        cached = json.loads(cache.read_text())
+    except (OSError, json.JSONDecodeError):
+        cached = {}
+    if all(problem.task_id in cached for problem in problems):
+        return cached
+    cases = compute_cases(problems)
     cache.parent.mkdir(parents=True, exist_ok=True)
     temporary = cache.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(outputs))
+    temporary.write_text(json.dumps(cases))
     os.replace(temporary, cache)
-    return outputs
+    return cases
+
+
+def compute_cases(problems: list[Problem]) -> dict[str, dict[str, Any]]:
+    """Run every reference on its inputs in a sandbox of its own, whose time limit does not
+    depend on the caller's (one job per task, in parallel)."""
+    # Imported here: the sandbox layer imports pot.tasks, so it sits above this module.
+    from pot.sandbox import Limits, Sandbox
+
+    jobs = [reference_job(problem) for problem in problems]
+    with Sandbox(limits=Limits(timeout_s=REFERENCE_TIMEOUT_S)) as sandbox:
+        evaluations = sandbox.evaluate_many(jobs)
+    return {
+        problem.task_id: cases_of(problem, evaluation.results)
+        for problem, evaluation in zip(problems, evaluations, strict=True)
+    }
 
 
 def reference_job(problem: Problem) -> tuple[str, list[Test], str, str]:
-    tests = call_tests(problem, "base") + call_tests(problem, "plus")
+    tests = [
+        Test("call", input=values.encode(arguments), expected="null", group=group)
+        for group in GROUPS
+        for arguments in converted_inputs(problem, group)
+    ]
     if problem.oracle != "evalplus-not-none":
         return problem.reference, tests, problem.entry_point, ""
     # EvalPlus keeps only whether these references returned something (`trusted_exec`,
@@ -309,30 +320,37 @@ def reference_job(problem: Problem) -> tuple[str, list[Test], str, str]:
     return problem.reference + wrapper, tests, REFERENCE_ENTRY, ""
 
 
-def compute_reference_outputs(problems: list[Problem], sandbox: Any) -> dict[str, dict[str, Any]]:
-    # Imported here: the sandbox layer imports pot.tasks, so it sits above this module.
-    from pot.sandbox import Limits, Sandbox
-
-    owned = sandbox is None
-    box = Sandbox(limits=Limits(timeout_s=REFERENCE_TIMEOUT_S)) if owned else nullcontext(sandbox)
-    with box as runner:
-        evaluations = runner.evaluate_many([reference_job(problem) for problem in problems])
-    return {
-        problem.task_id: outputs_of(problem, evaluation.results)
-        for problem, evaluation in zip(problems, evaluations, strict=True)
-    }
-
-
-def outputs_of(problem: Problem, results: list[Any]) -> dict[str, Any]:
-    outputs: dict[str, Any] = {group: [] for group in GROUPS}
+def cases_of(problem: Problem, results: list[Any]) -> dict[str, Any]:
+    """Each group's cases from the reference's results, or {"error": why}."""
+    outputs: dict[str, list[Any]] = {group: [] for group in GROUPS}
     for result in results:
         group = result.test.group
         if not result.value:
-            index = len(outputs[group]) + 1
-            why = result.error.strip().splitlines()[-1:] or [""]
+            why = (result.error.strip().splitlines() or [""])[-1][:200]
+            number = len(outputs[group]) + 1
             return {
                 "error": f"its reference solution gave {result.verdict.value} on {group} input "
-                f"{index} ({why[0][:200]})"
+                f"{number} ({why})"
             }
-        outputs[group].append(result.value)
-    return outputs
+        outputs[group].append(result)
+    cases: dict[str, Any] = {}
+    for group, group_results in outputs.items():
+        expected = [values.decode(result.value) for result in group_results]
+        atols = carried_atols(problem.atol, expected)
+        cases[group] = [
+            (result.test.input, result.value, atol)
+            for result, atol in zip(group_results, atols, strict=True)
+        ]
+    return cases
+
+
+def carried_atols(atol: float, expected: list[Any]) -> list[float]:
+    """The atol EvalPlus's loop over one group's inputs has in force at each input: the
+    task's, until a float output makes it 1e-6 for the rest of the group when the task's is 0
+    (evalplus/eval/__init__.py, `unsafe_execute`; the output's own 1e-6 is oracles' part)."""
+    atols = []
+    for output in expected:
+        atols.append(atol)
+        if atol == 0 and oracles.is_floats(output):
+            atol = oracles.FLOAT_ATOL
+    return atols
