@@ -124,7 +124,7 @@ def raw_tokens(
     sampler = Sampler(0.7, 1.0, 1.0, np.random.default_rng(seed))
     sampler.start(prompt_ids, n)
     eos = policy.eos_token_ids
-    outputs = engine.generate(prompt_ids, n, room, sampler, lambda row, token: token in eos)
+    outputs, _ = engine.generate(prompt_ids, n, room, sampler, lambda row, token: token in eos)
     return sum(len(tokens) for tokens in outputs)
 
 

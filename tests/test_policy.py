@@ -1,12 +1,22 @@
 import ast
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from pot.evolve import GRPOConfig
-from pot.policy import ModelNotFoundError, PromptTooLongError, TransformersPolicy, load_model
+from pot.evolve import GRPOConfig, GRPOTrainer
+from pot.policy import (
+    Completion,
+    ModelNotFoundError,
+    PromptTooLongError,
+    TransformersPolicy,
+    load_model,
+)
 from pot.policy.tiny import tiny_random_model
 from pot.policy.transformers_policy import _ClosingFenceStop
+from pot.policy.vllm_policy import VLLMConfig, VLLMPolicy
 from pot.prompts import build_prompt, extract_code
 from pot.tasks import Task
 
@@ -196,3 +206,117 @@ def test_embedded_default_writes_a_parsable_program():
     program = extract_code(completion.text)
     ast.parse(program)
     assert "def add" in program
+
+
+# --- vLLM engine logic, against a stand-in with vLLM's call signatures --------------------
+
+
+class StandInVLLM:
+    """vLLM's offline API as VLLMPolicy calls it: LLM(model=..., enable_lora=...,
+    max_lora_rank=..., enable_prefix_caching=..., gpu_memory_utilization=...),
+    LLM.generate(prompts, sampling_params, lora_request=..., use_tqdm=...),
+    SamplingParams(n, seed, max_tokens, temperature, ..., stop, include_stop_str_in_output) and
+    LoRARequest(lora_name, lora_int_id, lora_path). Sibling i continues `scripts[i]` (a row
+    resumed from its tokens so far continues the script they begin; the scripts must differ
+    before their first stop string), stopping as vLLM does:
+    at a stop string in the request's new text, at eos, or at max_tokens."""
+
+    def __init__(self, tokenizer, prompt_ids: list[int], scripts: list[str]) -> None:
+        self.tokenizer, self.prompt_ids = tokenizer, prompt_ids
+        eos = [tokenizer.eos_token_id]
+        self.scripts = [tokenizer(s, add_special_tokens=False).input_ids + eos for s in scripts]
+        self.calls: list[dict] = []
+        self.SamplingParams = lambda **params: SimpleNamespace(**params)
+        self.LoRARequest = lambda name, id_, path: SimpleNamespace(
+            lora_name=name, lora_int_id=id_, lora_path=path
+        )
+
+    def LLM(self, **options):  # noqa: N802 - vLLM's class name
+        self.options = options
+        return self
+
+    def generate(self, prompts, sampling_params, *, lora_request, use_tqdm):
+        request = lora_request
+        self.calls.append(
+            {
+                "rows": len(prompts),
+                "lora": None if request is None else (request.lora_name, request.lora_int_id),
+                "lora_files": request is not None and Path(request.lora_path).is_dir(),
+            }
+        )
+        results = []
+        for prompt, params in zip(prompts, sampling_params, strict=True):
+            done = prompt["prompt_token_ids"][len(self.prompt_ids) :]
+            scripts = [s for s in self.scripts if s[: len(done)] == done]
+            scripts = self.scripts[: params.n] if not done else scripts[:1]
+            results.append(
+                SimpleNamespace(outputs=[self._decode(s[len(done) :], params) for s in scripts])
+            )
+        return results
+
+    def _decode(self, script: list[int], params) -> SimpleNamespace:
+        tokens: list[int] = []
+        for token in script[: params.max_tokens]:
+            tokens.append(token)
+            if token == self.tokenizer.eos_token_id:
+                return SimpleNamespace(token_ids=tokens, finish_reason="stop", stop_reason=None)
+            text = self.tokenizer.decode(tokens)
+            hit = next((stop for stop in getattr(params, "stop", []) if stop in text), None)
+            if hit is not None:
+                return SimpleNamespace(token_ids=tokens, finish_reason="stop", stop_reason=hit)
+        return SimpleNamespace(token_ids=tokens, finish_reason="length", stop_reason=None)
+
+
+def vllm_policy(scripts: list[str], prompt: str = "a", **config) -> tuple[VLLMPolicy, StandInVLLM]:
+    model, tokenizer = tiny_random_model(seed=0)
+    prompt_ids = TransformersPolicy(model, tokenizer).encode_prompt(prompt)
+    api = StandInVLLM(tokenizer, prompt_ids, scripts)
+    return VLLMPolicy(model, tokenizer, "tiny", VLLMConfig(**config), api=api), api
+
+
+def test_vllm_stops_at_the_closing_fence_and_counts_every_generated_token():
+    scripts = [
+        "Sure:\n```python\nx = 1\n```\nThat sets x, and this line is never decoded.",
+        "```python\ny = 2\n```",
+        "no code at all",
+        "Here:\n```python\nwhile True:\n    pass  # never closed, runs out of tokens",
+    ]
+    policy, api = vllm_policy(scripts, max_lora_rank=8, gpu_memory_utilization=0.3)
+    assert api.options["max_lora_rank"] == 8 and api.options["gpu_memory_utilization"] == 0.3
+    completions = policy.sample("a", 4, max_new_tokens=40, seed=0)
+    texts = [c.text for c in completions]
+    assert texts[:3] == ["Sure:\n```python\nx = 1\n```", "```python\ny = 2\n```", "no code at all"]
+    assert [c.finish_reason for c in completions] == ["stop", "stop", "stop", "length"]
+    assert len(completions[3].token_ids) == 40
+    # rounds: all four to their opening fence (or eos), then the three open blocks continue
+    assert [call["rows"] for call in api.calls] == [1, 3]
+    assert policy.generated_tokens == sum(len(c.token_ids) for c in completions)
+    assert all(len(c.logprobs) == len(c.token_ids) for c in completions)
+    plain = policy.sample("a", 1, max_new_tokens=80, stop_at_fence=False)[0]
+    assert plain.text == scripts[0] and plain.finish_reason == "stop"  # decoded to eos
+
+
+def test_vllm_serves_each_adapter_version_under_a_fresh_name_and_id():
+    policy, api = vllm_policy(["x = 1"])  # no fence: one generate call per sample
+    policy.sample("a", 1, max_new_tokens=8)
+    assert api.calls[-1]["lora"] is None  # no adapter: the base model
+    trainer = GRPOTrainer(policy, GRPOConfig(lr=1e-2))
+    policy.sample("a", 1, max_new_tokens=8)
+    policy.sample("a", 1, max_new_tokens=8)  # unchanged: the same version again
+    group = [Completion("x", [5, 6, 7], [], len(policy.encode_prompt("a")), "stop")] * 2
+    trainer.update("a", [group[0], replace(group[1], token_ids=[8, 9])], [1.0, 0.0])
+    first_path = Path(policy._workdir.name) / "v1"
+    policy.sample("a", 1, max_new_tokens=8)
+    trainer.reset()  # the initial weights again, yet a new version: id 1 is retired
+    policy.sample("a", 1, max_new_tokens=8)
+    served = [call["lora"] for call in api.calls[1:]]
+    assert served == [("pot-adapter-1", 1)] * 2 + [("pot-adapter-2", 2), ("pot-adapter-3", 3)]
+    assert all(call["lora_files"] for call in api.calls[1:])
+    assert not first_path.exists() and not (first_path.parent / "v2").exists()
+
+
+def test_vllm_rejects_an_adapter_above_its_rank_cap():
+    policy, _ = vllm_policy(["x"], max_lora_rank=8)
+    GRPOTrainer(policy, GRPOConfig(lora_r=16, lora_alpha=32))
+    with pytest.raises(ValueError, match="LoRA rank 16 and vLLM was started with max_lora_rank 8"):
+        policy.sample("a", 1, max_new_tokens=4)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from peft import LoraConfig
 
+from pot.evolve.precision import autocast, resolve_dtype
+from pot.evolve.scoring import PerSequenceScorer, Scorer, SharedPrefixScorer
 from pot.policy import AdapterState, Completion, Prompt, TransformersPolicy
 
 
@@ -28,6 +31,21 @@ class GRPOConfig:
     adv_clip: float = 3.0  # advantages are clipped to [-adv_clip, adv_clip]
     max_grad_norm: float = 1.0
     adapter_seed: int = 0  # the LoRA init; the same seed gives the same initial adapter
+    # "shared": each pass runs the group's prompt once and the completions on its keys/values,
+    # pi_old is the first epoch's detached forward and the reference pass is skipped while the
+    # reference equals the adapter; siblings with different prompts use per-sequence passes.
+    # "per_sequence": every row runs its whole prompt, with separate no-grad pi_old and
+    # reference passes before the epochs (the reference implementation, for comparisons).
+    path: str = "shared"
+    # autocast of the update's passes: "auto" = bf16 on a CUDA GPU and on a CPU with native
+    # bf16 (AVX512-BF16 / AMX), else fp32; or "float32" / "bfloat16". Loss, log-softmax and
+    # ratios stay fp32.
+    dtype: str = "auto"
+    micro_batch_tokens: int = 0  # >0: split each pass so a chunk's rows x width stay within it
+    # recompute each layer's activations in backward (less memory, ~1/3 more compute); it needs
+    # cache-free passes, so the update then runs per sequence
+    gradient_checkpointing: bool = False
+    threads: int = 0  # >0: torch intra-op threads during the update (0: leave torch's setting)
 
     def lora_config(self) -> LoraConfig:
         return LoraConfig(
@@ -50,6 +68,12 @@ class UpdateStats:
     clip_fraction: float = 0.0
     grad_norm: float = 0.0  # before clipping
     seconds: float = 0.0
+    path: str = ""  # "shared" or "per_sequence": how this update computed its log-probs
+    dtype: str = ""  # the autocast dtype of its passes
+    forward_passes: int = 0  # passes over the whole group (with or without gradient)
+    backward_passes: int = 0
+    prompt_tokens: int = 0  # prompt positions run through the model, all passes together
+    micro_batches: int = 0  # chunks per pass
 
 
 def group_advantages(
@@ -112,7 +136,14 @@ class GRPOTrainer:
     def __init__(self, policy: TransformersPolicy, config: GRPOConfig | None = None) -> None:
         self.policy = policy
         self.config = config or GRPOConfig()
+        if self.config.path not in PATHS:
+            raise ValueError(
+                f"unknown GRPO path {self.config.path!r}: choose one of {', '.join(PATHS)}"
+            )
+        self.dtype = resolve_dtype(self.config.dtype, policy.device)
         policy.attach_adapter(self.config.lora_config(), seed=self.config.adapter_seed)
+        if self.config.gradient_checkpointing:
+            policy.enable_gradient_checkpointing()
         self.reset()
 
     def reset(self) -> None:
@@ -131,52 +162,151 @@ class GRPOTrainer:
         self, prompt: Prompt, completions: Sequence[Completion], rewards: Sequence[float]
     ) -> UpdateStats:
         """One GRPO update on a group of completions of `prompt` with their rewards."""
-        if len(completions) != len(rewards):
-            raise ValueError(f"{len(completions)} completions but {len(rewards)} rewards")
+        return self.update_each([prompt] * len(completions), completions, rewards)
+
+    def update_each(
+        self,
+        prompts: Sequence[Prompt],
+        completions: Sequence[Completion],
+        rewards: Sequence[float],
+    ) -> UpdateStats:
+        """One GRPO update on a group whose completion i was sampled from prompts[i]."""
+        if not len(prompts) == len(completions) == len(rewards):
+            raise ValueError(
+                f"{len(completions)} completions but {len(rewards)} rewards "
+                f"and {len(prompts)} prompts"
+            )
         start = time.perf_counter()
         if max(rewards) == min(rewards):
             self.skipped += 1
             seconds = time.perf_counter() - start
             return UpdateStats(skipped=True, version=self.policy.version, seconds=seconds)
-        prompt_ids = self.policy.encode_prompt(prompt)
-        if any(completion.prompt_tokens != len(prompt_ids) for completion in completions):
+        prompts_ids = self._encode(prompts)
+        if any(
+            c.prompt_tokens != len(ids) for c, ids in zip(completions, prompts_ids, strict=True)
+        ):
             raise ValueError("the completions were not sampled from this prompt")
-        sequences = [completion.token_ids for completion in completions]
-        config = self.config
-        advantages = group_advantages(rewards, config.eta, config.adv_clip).to(self.policy.device)
-        with torch.no_grad():
-            old_logp, mask = self.policy.sequence_logprobs(prompt_ids, sequences)
-            with self.policy.adapter_weights(self.reference):
-                ref_logp, _ = self.policy.sequence_logprobs(prompt_ids, sequences)
-
-        parameters = self.policy.trainable_parameters()
-        losses, kls, clip_fractions, grad_norms = [], [], [], []
-        for _ in range(config.epochs):
-            logp, _ = self.policy.sequence_logprobs(prompt_ids, sequences)
-            loss, stats = grpo_loss(
-                logp, old_logp, ref_logp, advantages, mask, config.epsilon, config.beta
-            )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-            self.optimizer.step()
-            losses.append(loss.item())
-            kls.append(stats["kl"])
-            clip_fractions.append(stats["clip_fraction"])
-            grad_norms.append(grad_norm.item())
-
+        advantages = group_advantages(rewards, self.config.eta, self.config.adv_clip)
+        with _threads(self.config.threads), autocast(self.policy.device, self.dtype):
+            stats = self._train(prompts_ids, [c.token_ids for c in completions], advantages)
         self.updates += 1
         self.policy.version += 1
-        if self.updates % config.ref_refresh_every == 0:
+        if self.updates % self.config.ref_refresh_every == 0:
             self.reference = self.policy.adapter_state()
-        return UpdateStats(
+        stats.version = self.policy.version
+        stats.seconds = time.perf_counter() - start
+        return stats
+
+    def _encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        encoded: dict[int, list[int]] = {}  # the same prompt object is encoded once
+        return [encoded.setdefault(id(p), self.policy.encode_prompt(p)) for p in prompts]
+
+    def _scorer(self, prompts_ids: list[list[int]], sequences: list[list[int]]) -> Scorer:
+        budget = self.config.micro_batch_tokens or None
+        shared = all(ids == prompts_ids[0] for ids in prompts_ids)
+        if self.config.path == "shared" and shared and not self.config.gradient_checkpointing:
+            return SharedPrefixScorer(self.policy, prompts_ids[0], sequences, budget)
+        return PerSequenceScorer(self.policy, prompts_ids, sequences, budget)
+
+    def _train(
+        self, prompts_ids: list[list[int]], sequences: list[list[int]], advantages: torch.Tensor
+    ) -> UpdateStats:
+        config = self.config
+        scorer = self._scorer(prompts_ids, sequences)
+        advantages = advantages.to(self.policy.device)
+        stats = UpdateStats(
             skipped=False,
             version=self.policy.version,
             steps=config.epochs,
             advantages=advantages.tolist(),
-            loss=sum(losses) / len(losses),
-            kl=sum(kls) / len(kls),
-            clip_fraction=sum(clip_fractions) / len(clip_fractions),
-            grad_norm=sum(grad_norms) / len(grad_norms),
-            seconds=time.perf_counter() - start,
+            path="shared" if isinstance(scorer, SharedPrefixScorer) else "per_sequence",
+            dtype=str(self.dtype).removeprefix("torch."),
+            micro_batches=len(scorer.chunks),
         )
+
+        def evaluate() -> list[torch.Tensor]:
+            stats.forward_passes += 1
+            return [logp for logp, _ in scorer.evaluate()]
+
+        old: list[torch.Tensor] | None = None  # None: the first epoch's forward gives them
+        ref: list[torch.Tensor] | None = None  # None: equal to pi_old
+        if config.path == "per_sequence":
+            old = evaluate()
+            with self.policy.adapter_weights(self.reference):
+                ref = evaluate()
+        elif not self._reference_is_current():
+            with self.policy.adapter_weights(self.reference):
+                ref = evaluate()
+
+        parameters = self.policy.trainable_parameters()
+        totals = dict.fromkeys(("loss", "kl", "clip_fraction", "grad_norm"), 0.0)
+        for _ in range(config.epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            logps = self._epoch(scorer, old, ref, advantages, totals)
+            old = old if old is not None else logps
+            stats.forward_passes += 1
+            stats.backward_passes += 1
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            totals["grad_norm"] += grad_norm.item()
+            self.optimizer.step()
+        stats.prompt_tokens = stats.forward_passes * scorer.prompt_tokens
+        for key, total in totals.items():
+            setattr(stats, key, total / config.epochs)
+        return stats
+
+    def _epoch(
+        self,
+        scorer: Scorer,
+        old: list[torch.Tensor] | None,
+        ref: list[torch.Tensor] | None,
+        advantages: torch.Tensor,
+        totals: dict[str, float],
+    ) -> list[torch.Tensor]:
+        """Forward and backward of the group loss, chunk by chunk; adds the loss, KL and clip
+        fraction to `totals`. Returns this epoch's detached log-probs per chunk (pi_old when
+        `old` is None: the first epoch's forward, before any step, is exactly pi_old's)."""
+        config = self.config
+        size = len(advantages)
+        logps: list[torch.Tensor] = []
+
+        def chunk_loss(index: int, logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            rows = scorer.chunks[index]
+            logps.append(logp.detach())
+            old_logp = old[index] if old is not None else logps[index]
+            ref_logp = ref[index] if ref is not None else old_logp
+            loss, chunk = grpo_loss(
+                logp, old_logp, ref_logp, advantages[rows], mask, config.epsilon, config.beta
+            )
+            share = len(rows) / size  # the group loss is a mean over its sequences
+            totals["loss"] += loss.item() * share
+            totals["kl"] += chunk["kl"] * share
+            totals["clip_fraction"] += chunk["clip_fraction"] * share
+            return loss * share
+
+        scorer.train_pass(chunk_loss)
+        return logps
+
+    def _reference_is_current(self) -> bool:
+        """Whether the reference's log-probs equal pi_old's: the reference is the base and the
+        adapter adds nothing yet (LoRA B = 0, as initialised), or it is a copy of the adapter
+        that has not moved since (the update right after a refresh)."""
+        if self.reference is None:
+            return self.policy.adapter_is_identity()
+        current = self.policy.adapter_state()
+        return all(torch.equal(self.reference[name], current[name]) for name in current)
+
+
+PATHS = ("shared", "per_sequence")
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[None]:
+    if count <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

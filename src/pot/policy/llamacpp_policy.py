@@ -6,11 +6,13 @@ from the ones llama.cpp holds (after a GRPO update, reset, restore or new adapte
 is written as a GGUF LoRA file and swapped into the running llama.cpp context; the base model
 stays loaded.
 
-Per-token log-probs of the returned completions come from the training model (one batched
-no-grad forward of the sampled tokens), never from llama.cpp: priors and GRPO ratios are
-then computed by one model, so the two engines cannot disagree about what was learned.
-llama.cpp runs the quantized weights (and quantizes activations), so its distribution is close
-to, not equal to, the training model's; tests/test_llamacpp.py measures how close.
+Per-token log-probs of the returned completions (the search priors) come by default from
+llama.cpp's own logits at each sampled token, with the live adapter: they are the distribution
+that sampled the tokens (SPEC section 2) and cost nothing. `logprobs_from="transformers"`
+computes them in the training model instead (one batched no-grad forward). GRPO never uses
+them: it recomputes pi_old in the training model. llama.cpp runs the quantized weights (and
+quantizes activations), so the two differ a little; benchmarks/logprob_agreement.py measures
+by how much.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pot.policy.models import gguf_path, load_model
 from pot.policy.transformers_policy import AdapterState, TransformersPolicy
 from pot.prompts import closing_fence_end
 
+LOGPROB_SOURCES = ("llamacpp", "transformers")  # who scores the sampled tokens for the priors
 Picker = Callable[[list[int], np.ndarray], list[int]]  # rows, their logits -> their tokens
 
 
@@ -87,8 +90,9 @@ class LlamaCppEngine:
         max_new_tokens: int,
         pick: Picker,
         stopped: Callable[[int, int], bool],
-    ) -> list[list[int]]:
-        """n continuations of one prompt; `stopped(row, token)` ends a row after that token."""
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """n continuations of one prompt, and each token's log-prob under llama.cpp's logits
+        (untempered, before any penalty); `stopped(row, token)` ends a row after that token."""
         self._ensure_context(len(prompt_ids) + n * max_new_tokens, n)
         self._decode_prompt(prompt_ids, self._keep_shared_prefix(prompt_ids))
         self.cached = list(prompt_ids)
@@ -96,10 +100,12 @@ class LlamaCppEngine:
         for row in range(1, n):
             self.context.kv_cache_seq_cp(0, row, -1, -1)
         outputs: list[list[int]] = [[] for _ in range(n)]
+        logprobs: list[list[float]] = [[] for _ in range(n)]
         active = list(range(n))
         for step in range(max_new_tokens):
-            for row, token in zip(active, pick(active, logits), strict=True):
+            for i, (row, token) in enumerate(zip(active, pick(active, logits), strict=True)):
                 outputs[row].append(token)
+                logprobs[row].append(_logprob(logits[i], token))
             active = [row for row in active if not stopped(row, outputs[row][-1])]
             if not active or step == max_new_tokens - 1:
                 break
@@ -108,7 +114,7 @@ class LlamaCppEngine:
             self._fill(tokens, [position] * len(active), active, [True] * len(active))
             self._decode()
             logits = np.stack([self._logits(i) for i in range(len(active))])
-        return outputs
+        return outputs, logprobs
 
     def _keep_shared_prefix(self, prompt_ids: list[int]) -> int:
         """Drop every cached cell but those of the prompt's prefix shared with the last prompt;
@@ -203,8 +209,15 @@ class LlamaCppPolicy(TransformersPolicy):
         gguf_file: Path,
         *,
         threads: int | None = None,
+        logprobs_from: str = "llamacpp",
     ) -> None:
         super().__init__(model, tokenizer)
+        if logprobs_from not in LOGPROB_SOURCES:
+            raise ValueError(
+                f"unknown log-prob source {logprobs_from!r}: choose one of "
+                f"{', '.join(LOGPROB_SOURCES)}"
+            )
+        self.logprobs_from = logprobs_from
         self.engine = LlamaCppEngine(gguf_file, threads=threads)
         self.gguf_base = GgufBase.read(gguf_file)
         self.swap_seconds: list[float] = []
@@ -212,11 +225,13 @@ class LlamaCppPolicy(TransformersPolicy):
         self._workdir = tempfile.TemporaryDirectory(prefix="pot-lora-")
 
     @classmethod
-    def load(cls, name: str = "default", *, threads: int | None = None) -> LlamaCppPolicy:
+    def load(
+        cls, name: str = "default", *, threads: int | None = None, logprobs_from: str = "llamacpp"
+    ) -> LlamaCppPolicy:
         path = gguf_path(name)
         if path is None:
             raise ValueError(f"model {name!r} has no GGUF file for llama.cpp")
-        return cls(*load_model(name), path, threads=threads)
+        return cls(*load_model(name), path, threads=threads, logprobs_from=logprobs_from)
 
     def sample(
         self,
@@ -259,10 +274,15 @@ class LlamaCppPolicy(TransformersPolicy):
         self.sync_adapter()
         sampler.start(prompt_ids, n)
         stop = _StopRule(self.tokenizer, self.eos_token_ids, n, stop_at_fence)
-        outputs = self.engine.generate(prompt_ids, n, room, sampler, stop)
-        logprobs = self.rollout_logprobs(prompt_ids, outputs, with_logprobs)
+        outputs, own = self.engine.generate(prompt_ids, n, room, sampler, stop)
+        if self.logprobs_from == "transformers":
+            logprobs = [
+                row.tolist() for row in self.rollout_logprobs(prompt_ids, outputs, with_logprobs)
+            ]
+        else:
+            logprobs = own
         return [
-            self._completion(ids, row_logprobs.tolist(), stop.fence_lengths[row], len(prompt_ids))
+            self._completion(ids, row_logprobs, stop.fence_lengths[row], len(prompt_ids))
             for row, (ids, row_logprobs) in enumerate(zip(outputs, logprobs, strict=True))
         ]
 
@@ -359,6 +379,12 @@ class Sampler:
             keep = order[: int(np.searchsorted(np.cumsum(probs[order]), self.top_p)) + 1]
             return int(keep[self.rng.choice(len(keep), p=probs[keep] / probs[keep].sum())])
         return int(min(np.searchsorted(np.cumsum(probs), self.rng.random()), len(probs) - 1))
+
+
+def _logprob(scores: np.ndarray, token: int) -> float:
+    scores = scores.astype(np.float64)
+    top = scores.max()
+    return float(scores[token] - top - np.log(np.exp(scores - top).sum()))
 
 
 def _same_adapter(a: AdapterState | None, b: AdapterState | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -17,12 +18,49 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from pot.policy.base import Completion, Prompt
 from pot.policy.models import load_model
 from pot.prompts import closing_fence_end
 
 AdapterState = dict[str, torch.Tensor]
+
+
+@dataclass
+class PromptState:
+    """A prompt run once: keys/values [1, heads, P, dim] per layer, the log-probs [V] of the
+    token after it, and its length."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    first_logprobs: torch.Tensor
+    length: int
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.first_logprobs] + [tensor for pair in self.layers for tensor in pair]
+
+    def detached(self) -> PromptState:
+        """Leaf copies that collect the gradient of every pass run on them, so several
+        micro-batches can backward into one prompt pass (`backward_from`)."""
+
+        def leaf(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.detach().requires_grad_(tensor.requires_grad)
+
+        return PromptState(
+            layers=[(leaf(keys), leaf(values)) for keys, values in self.layers],
+            first_logprobs=leaf(self.first_logprobs),
+            length=self.length,
+        )
+
+    def backward_from(self, leaves: PromptState) -> None:
+        """Carry the gradient that `leaves` collected back through this prompt pass."""
+        pairs = [
+            (tensor, leaf.grad)
+            for tensor, leaf in zip(self.tensors(), leaves.tensors(), strict=True)
+            if leaf.grad is not None
+        ]
+        if pairs:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
 
 
 class PromptTooLongError(ValueError):
@@ -48,6 +86,13 @@ class TransformersPolicy:
         self.pad_token_id: int = pad if pad is not None else tokenizer.eos_token_id
         self.eos_token_ids = _eos_token_ids(model, tokenizer)
         self._initial_adapter: AdapterState | None = None
+        self.checkpointing = False  # enable_gradient_checkpointing
+        # the log-prob code applies lm_head to hidden states, as these models' heads do
+        config = model.config
+        self._plain_head = (
+            getattr(config, "final_logit_softcapping", None) is None
+            and getattr(config, "logit_scale", None) is None
+        )
 
     @classmethod
     def load(
@@ -212,25 +257,121 @@ class TransformersPolicy:
 
         Differentiable when called with grad enabled; padded positions hold 0.
         """
-        width = max(len(ids) for ids in completions)
-        rows = [prompt_ids + ids + [self.pad_token_id] * (width - len(ids)) for ids in completions]
-        input_ids = torch.tensor(rows, device=self.device)
-        lengths = torch.tensor([len(ids) for ids in completions], device=self.device)
-        mask = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
-        prompt_mask = torch.ones(len(rows), len(prompt_ids), dtype=torch.bool, device=self.device)
-        # logits at positions P-1 .. P+T-2 predict the T completion tokens
-        logits = (
-            self.model(
-                input_ids=input_ids,
-                attention_mask=torch.cat([prompt_mask, mask], dim=1).long(),
-                logits_to_keep=width + 1,
-            )
-            .logits[:, :-1]
-            .float()
+        return self.sequence_logprobs_each([prompt_ids] * len(completions), completions)
+
+    def sequence_logprobs_each(
+        self, prompts_ids: list[list[int]], completions: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-sequence computation: each row is its own prompt + completion, one batched
+        pass over the right-padded rows; the vocabulary projection runs at completion positions
+        only. Returns log-probs [G, T] (0 at padding) and their mask."""
+        lengths = [len(ids) for ids in completions]
+        mask = self._completion_mask(lengths)
+        rows = [prompt + ids for prompt, ids in zip(prompts_ids, completions, strict=True)]
+        width = max(len(row) for row in rows)
+        input_ids = torch.tensor(
+            [row + [self.pad_token_id] * (width - len(row)) for row in rows], device=self.device
         )
-        targets = input_ids[:, len(prompt_ids) :]
-        logprobs = logits.gather(-1, targets[..., None]).squeeze(-1) - logits.logsumexp(-1)
-        return logprobs.masked_fill(~mask, 0.0), mask
+        attention = (
+            torch.arange(width, device=self.device)[None, :]
+            < torch.tensor([len(row) for row in rows], device=self.device)[:, None]
+        )
+        hidden = self._decoder()(
+            input_ids=input_ids, attention_mask=attention.long(), use_cache=False
+        )
+        # hidden state at position P-1+t predicts completion token t
+        row_index = torch.repeat_interleave(
+            torch.arange(len(rows), device=self.device), torch.tensor(lengths, device=self.device)
+        )
+        positions = torch.tensor(
+            [
+                len(prompt) - 1 + t
+                for prompt, n in zip(prompts_ids, lengths, strict=True)
+                for t in range(n)
+            ],
+            device=self.device,
+            dtype=torch.long,
+        )
+        states = hidden.last_hidden_state[row_index, positions]
+        targets = input_ids[row_index, positions + 1]
+        logprobs = self.token_logprobs(states, targets)
+        zeros = torch.zeros(mask.shape, dtype=logprobs.dtype, device=self.device)
+        return zeros.masked_scatter(mask, logprobs), mask
+
+    def prompt_pass(self, prompt_ids: list[int]) -> PromptState:
+        """Run the prompt once: its keys/values per layer and the log-probs [V] of the first
+        completion token. With grad enabled the gradient reaches the adapter through both."""
+        cache = DynamicCache(config=self.model.config)
+        # the cache goes 4th by position: `past_key_values` before transformers 5.2x, `cache` after
+        hidden = self._decoder()(
+            torch.tensor([prompt_ids], device=self.device), None, None, cache, use_cache=True
+        ).last_hidden_state
+        first = self.token_logprobs(hidden[0, -1:], None)[0]
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        return PromptState(layers=layers, first_logprobs=first, length=len(prompt_ids))
+
+    def completion_pass(
+        self, prompt: PromptState, completions: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs [G, T] and mask of completions continuing `prompt`, batched on its
+        keys/values: the prompt is not run again. Equal to `sequence_logprobs` up to rounding."""
+        lengths = [len(ids) for ids in completions]
+        mask = self._completion_mask(lengths)
+        width = mask.shape[1]
+        first_targets = torch.tensor([ids[0] if ids else 0 for ids in completions])
+        first = prompt.first_logprobs[first_targets.to(self.device)]
+        if width <= 1:
+            return first[:, None].masked_fill(~mask, 0.0), mask
+        # inputs: every completion token but the last; right padding is never attended by a
+        # real token (causal attention), so no attention mask is needed
+        pad = [self.pad_token_id]
+        inputs = [ids[:-1] + pad * (width - max(len(ids), 1)) for ids in completions]
+        targets = [ids[1:] + pad * (width - max(len(ids), 1)) for ids in completions]
+        cache = DynamicCache(config=self.model.config)
+        for index, (keys, values) in enumerate(prompt.layers):
+            shape = (len(completions), *keys.shape[1:])
+            cache.update(keys.expand(shape), values.expand(shape), index)
+        hidden = self._decoder()(
+            torch.tensor(inputs, device=self.device), None, None, cache, use_cache=True
+        ).last_hidden_state
+        inner = mask[:, 1:]
+        logprobs = self.token_logprobs(
+            hidden[inner], torch.tensor(targets, device=self.device)[inner]
+        )
+        rest = torch.zeros(inner.shape, dtype=logprobs.dtype, device=self.device)
+        rest = rest.masked_scatter(inner, logprobs)
+        return torch.cat([first[:, None], rest], dim=1).masked_fill(~mask, 0.0), mask
+
+    def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """log softmax(lm_head(hidden)) [N] at `targets` [N] (None: the whole rows [N, V]).
+
+        The projection and the log-softmax run in float32 outside any autocast region: bf16
+        logits would be off by ~0.1 nats, as much as one PPO step moves them.
+        """
+        if not self._plain_head:
+            raise ValueError(
+                "this model post-processes its logits (soft-capping or scaling); the log-prob "
+                "code applies lm_head only: use a model whose logits are lm_head(hidden)"
+            )
+        head = self.model.get_output_embeddings()
+        with torch.autocast(self.device.type, enabled=False):
+            logits = head(hidden.to(head.weight.dtype))
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp64 stays fp64
+        if targets is None:
+            return logits.log_softmax(-1)
+        return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+    def _completion_mask(self, lengths: list[int]) -> torch.Tensor:
+        width = max(lengths, default=0)
+        return (
+            torch.arange(width, device=self.device)[None, :]
+            < torch.tensor(lengths, device=self.device)[:, None]
+        )
+
+    def _decoder(self) -> torch.nn.Module:
+        """The transformer body under the LM head (LoRA layers included): hidden states."""
+        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        return getattr(base, base.base_model_prefix)
 
     # --- adapter lifecycle ---------------------------------------------------------------
 
@@ -245,8 +386,43 @@ class TransformersPolicy:
         self._initial_adapter = self.adapter_state()
         self.version = 0
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each decoder layer's activations during backward instead of keeping them.
+
+        transformers checkpoints a layer only while it is in training mode and then drops its
+        KV cache, so `checkpointed` switches just the layer modules (their dropouts stay in eval
+        mode) and only cache-free passes (`sequence_logprobs_each`) can use it.
+        """
+        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        options = {"use_reentrant": False}
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        self.checkpointing = True
+
+    @contextmanager
+    def checkpointed(self) -> Iterator[None]:
+        """Gradient checkpointing active for the passes inside (when it is enabled)."""
+        layers = [m for m in self.model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        for layer in layers:
+            layer.training = self.checkpointing
+        try:
+            yield
+        finally:
+            for layer in layers:
+                layer.training = False
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [param for param in self.model.parameters() if param.requires_grad]
+
+    def adapter_is_identity(self) -> bool:
+        """True while every LoRA B matrix is zero: the adapted model is exactly the base."""
+        return all(
+            not param.any()
+            for name, param in self.model.named_parameters()
+            if param.requires_grad and "lora_B" in name
+        )
 
     def adapter_state(self) -> AdapterState:
         return {
