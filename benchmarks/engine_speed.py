@@ -4,11 +4,17 @@
 
 1. Generated tokens per second, single stream and k siblings of one prompt:
    transformers (TransformersPolicy.sample, LoRA attached), our llama.cpp engine with the LoRA
-   attached (decoding + the training model's log-probs of what it sampled), and raw llama.cpp
-   (the same decoding loop, no adapter, no log-probs: the limit here).
+   attached (decoding with the live adapter and llama.cpp's own log-probs), and raw llama.cpp
+   (the same decoding loop, no adapter: the limit here).
 2. Adapter swap latency per GRPO update: GGUF conversion + load into the running context.
-3. One PoT iteration at k: generate k programs, execute them on the public tests in the
-   sandbox, one GRPO update, and (llama.cpp) the swap of the updated adapter; per engine.
+3. One PoT iteration at k with the llama.cpp engine, at depth 1 (the problem alone) and at
+   depth 3 (the problem and two earlier attempts with their feedback: long prompts), by two
+   paths side by side on the same prompts:
+   - old: log-probs for the priors from a transformers forward, GRPO per sequence in fp32
+     with separate pi_old and reference passes (GRPOConfig(path="per_sequence"));
+   - new: log-probs from llama.cpp's logits, prefix-shared GRPO (GRPOConfig() defaults: dtype
+     auto = bf16 where the CPU has it natively).
+   Seconds of sampling, log-probs, execution, update and adapter swap; update / sampling.
 
 Prints a table and appends one JSON record to runs/engine_speed.jsonl. The load average is
 recorded because the cores may be shared with other work.
@@ -33,7 +39,7 @@ from pot.policy import TransformersPolicy
 from pot.policy.gguf_lora import write_gguf_lora
 from pot.policy.llamacpp_policy import LlamaCppEngine, LlamaCppPolicy, Sampler
 from pot.policy.models import gguf_path
-from pot.prompts import build_prompt, extract_code
+from pot.prompts import Attempt, build_prompt, extract_code
 from pot.sandbox import Sandbox
 from pot.tasks.mbpp import load_mbpp
 
@@ -46,6 +52,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--updates", type=int, default=3, help="swaps timed")
     parser.add_argument("--tasks", default="mbpp/601,mbpp/602")
+    parser.add_argument("--depths", default="1,3", help="tree depths of the PoT iterations")
+    parser.add_argument("--dtype", default="auto", help="the new path's training dtype")
     parser.add_argument("--out", type=Path, default=Path("runs/engine_speed.jsonl"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,6 +87,10 @@ def main() -> None:
             figures = measure(run, args.repeats, args.max_new_tokens)
             throughput.append({"engine": name, "streams": n, **figures})
     print_throughput(throughput)
+    for n in (1, args.k):
+        rate = {row["engine"]: row["tokens_per_s"] for row in throughput if row["streams"] == n}
+        ours = rate["llama.cpp + LoRA (ours)"] / rate["llama.cpp raw"]
+        print(f"llama.cpp with the live adapter / raw llama.cpp, {n} streams: {ours:.2f}x")
 
     swaps = swap_latency(llama, trainers["llamacpp"], prompt, args)
     print(
@@ -87,12 +99,27 @@ def main() -> None:
         f"{mean_ms(swaps, 'total_s'):.0f} ms; GGUF file {swaps[0]['bytes'] / 1e6:.1f} MB"
     )
 
+    paths = {
+        "old": (llama, GRPOConfig(path="per_sequence", dtype="float32"), "transformers"),
+        "new": (
+            LlamaCppPolicy.load(threads=args.threads),
+            GRPOConfig(dtype=args.dtype),
+            "llamacpp",
+        ),
+    }
+    path_trainers = {}
+    for name, (policy, config, source) in paths.items():
+        policy.logprobs_from = source
+        path_trainers[name] = GRPOTrainer(policy, config)
     iterations = []
     with Sandbox() as sandbox:
-        for name, policy in engines.items():
-            for index, task in enumerate(chosen):
-                row = iteration(policy, trainers[name], sandbox, task, args, seed=index)
-                iterations.append({"engine": name, "task": task.id, **row})
+        for index, task in enumerate(chosen):
+            for depth in (int(d) for d in args.depths.split(",")):
+                prompt = depth_prompt(paths["new"][0], sandbox, task, depth, args, seed=index)
+                for name, trainer in path_trainers.items():
+                    policy = trainer.policy
+                    row = iteration(policy, trainer, sandbox, task, prompt, args, seed=index)
+                    iterations.append({"path": name, "task": task.id, "depth": depth, **row})
     print_iterations(iterations)
 
     record = {
@@ -124,7 +151,9 @@ def raw_tokens(
     sampler = Sampler(0.7, 1.0, 1.0, np.random.default_rng(seed))
     sampler.start(prompt_ids, n)
     eos = policy.eos_token_ids
-    outputs, _ = engine.generate(prompt_ids, n, room, sampler, lambda row, token: token in eos)
+    outputs, _ = engine.generate(
+        prompt_ids, n, room, sampler, lambda row, token: token in eos, with_logprobs=False
+    )
     return sum(len(tokens) for tokens in outputs)
 
 
@@ -166,39 +195,60 @@ def swap_latency(
     return swaps
 
 
+def depth_prompt(policy: LlamaCppPolicy, sandbox: Sandbox, task, depth: int, args, seed: int):
+    """The state's prompt at `depth`: the problem and depth - 1 earlier attempts, each a program
+    the policy wrote for the previous state, with its feedback on the public tests."""
+    attempts: list[Attempt] = []
+    for _ in range(depth - 1):
+        prompt = build_prompt(task, attempts)
+        [completion] = policy.sample(prompt, 1, max_new_tokens=args.max_new_tokens, seed=seed)
+        program = extract_code(completion.text)
+        attempts.append(Attempt(program, sandbox.evaluate_task(task, program).feedback))
+    return build_prompt(task, attempts)
+
+
 def iteration(
-    policy: TransformersPolicy, trainer: GRPOTrainer, sandbox: Sandbox, task, args, seed: int
+    policy: LlamaCppPolicy, trainer: GRPOTrainer, sandbox: Sandbox, task, prompt, args, seed: int
 ) -> dict[str, float]:
+    """One expansion + update: sample k (log-probs as the path computes them for the priors),
+    execute, one GRPO update, swap the updated adapter into llama.cpp."""
     trainer.reset()
-    prompt = build_prompt(task)
-    swap_s = 0.0
-    if isinstance(policy, LlamaCppPolicy):
-        policy.sync_adapter()  # the reset adapter, so generate does not pay for a swap
+    policy.sync_adapter()  # the reset adapter, so sampling does not pay for a swap
     start = time.perf_counter()
-    completions = policy.sample(prompt, args.k, max_new_tokens=args.max_new_tokens, seed=seed)
-    generate_s = time.perf_counter() - start
+    completions = policy.sample(
+        prompt, args.k, max_new_tokens=args.max_new_tokens, seed=seed, logprobs=False
+    )
+    sample_s = time.perf_counter() - start
+    start = time.perf_counter()
+    prompt_ids = policy.encode_prompt(prompt)
+    if policy.logprobs_from == "transformers":  # else llama.cpp gave them while sampling
+        policy.completion_logprobs(prompt_ids, [c.token_ids for c in completions])
+    logprobs_s = time.perf_counter() - start
     start = time.perf_counter()
     rewards = [sandbox.evaluate_task(task, extract_code(c.text)).reward for c in completions]
     execute_s = time.perf_counter() - start
     # timing only: an all-equal group would be skipped, so it gets distinct rewards
     update_rewards = rewards if len(set(rewards)) > 1 else [1.0] + [0.0] * (args.k - 1)
     start = time.perf_counter()
-    trainer.update(prompt, completions, update_rewards)
-    train_s = time.perf_counter() - start
-    if isinstance(policy, LlamaCppPolicy):
-        start = time.perf_counter()
-        policy.sync_adapter()
-        swap_s = time.perf_counter() - start
-    total = generate_s + execute_s + train_s + swap_s
+    stats = trainer.update(prompt, completions, update_rewards)
+    update_s = time.perf_counter() - start
+    start = time.perf_counter()
+    policy.sync_adapter()
+    swap_s = time.perf_counter() - start
     return {
+        "prompt_tokens": len(prompt_ids),
         "tokens": sum(len(c.token_ids) for c in completions),
         "rewards": rewards,
-        "generate_s": generate_s,
+        "sample_s": sample_s,
+        "logprobs_s": logprobs_s,
         "execute_s": execute_s,
-        "train_s": train_s,
+        "update_s": update_s,
         "swap_s": swap_s,
-        "iteration_s": total,
-        "swap_share": swap_s / total,
+        "iteration_s": sample_s + logprobs_s + execute_s + update_s + swap_s,
+        "update_path": stats.path,
+        "update_dtype": stats.dtype,
+        "forward_passes": stats.forward_passes,
+        "backward_passes": stats.backward_passes,
     }
 
 
@@ -215,28 +265,36 @@ def print_throughput(rows: list[dict]) -> None:
         )
 
 
+STAGES = ("sample_s", "logprobs_s", "execute_s", "update_s", "swap_s", "iteration_s")
+
+
 def print_iterations(rows: list[dict]) -> None:
     print(
-        f"\n{'engine':<13} {'task':<9} {'tokens':>6} {'generate':>9} {'execute':>8} "
-        f"{'train':>7} {'swap':>6} {'total':>7} {'swap %':>7}"
+        f"\n{'path':<5} {'depth':>5} {'task':<9} {'prompt':>6} {'tokens':>6} {'sample':>7} "
+        f"{'logp':>6} {'exec':>6} {'update':>7} {'swap':>6} {'total':>7} {'upd/sam':>7} passes"
     )
     for row in rows:
         print(
-            f"{row['engine']:<13} {row['task']:<9} {row['tokens']:>6} {row['generate_s']:>9.2f} "
-            f"{row['execute_s']:>8.3f} {row['train_s']:>7.2f} {row['swap_s']:>6.3f} "
-            f"{row['iteration_s']:>7.2f} {100 * row['swap_share']:>6.2f}%"
+            f"{row['path']:<5} {row['depth']:>5} {row['task']:<9} {row['prompt_tokens']:>6} "
+            f"{row['tokens']:>6} {row['sample_s']:>7.2f} {row['logprobs_s']:>6.2f} "
+            f"{row['execute_s']:>6.3f} {row['update_s']:>7.2f} {row['swap_s']:>6.3f} "
+            f"{row['iteration_s']:>7.2f} {row['update_s'] / row['sample_s']:>7.2f} "
+            f"{row['forward_passes']}F+{row['backward_passes']}B {row['update_dtype']}"
         )
-    for engine in dict.fromkeys(row["engine"] for row in rows):
-        mine = [row for row in rows if row["engine"] == engine]
-        means = {
-            key: statistics.mean(r[key] for r in mine)
-            for key in ("generate_s", "execute_s", "train_s", "swap_s", "iteration_s")
-        }
-        print(
-            f"{engine:<13} {'mean':<9} {'':>6} {means['generate_s']:>9.2f} "
-            f"{means['execute_s']:>8.3f} {means['train_s']:>7.2f} {means['swap_s']:>6.3f} "
-            f"{means['iteration_s']:>7.2f} {100 * means['swap_s'] / means['iteration_s']:>6.2f}%"
+    print("\nmeans per depth, and old / new (speed-up):")
+    for depth in dict.fromkeys(row["depth"] for row in rows):
+        means = {}
+        for path in ("old", "new"):
+            mine = [row for row in rows if row["depth"] == depth and row["path"] == path]
+            means[path] = {key: statistics.mean(r[key] for r in mine) for key in STAGES}
+            figures = "  ".join(f"{key[:-2]} {means[path][key]:.2f}" for key in STAGES)
+            ratio = means[path]["update_s"] / means[path]["sample_s"]
+            print(f"  depth {depth} {path}: {figures}  update/sample {ratio:.2f} (paper 1.46)")
+        speedups = "  ".join(
+            f"{key[:-2]} {means['old'][key] / max(means['new'][key], 1e-9):.2f}x"
+            for key in ("update_s", "iteration_s")
         )
+        print(f"  depth {depth} speed-up: {speedups}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python benchmarks/grpo_learning.py screen [--candidates 30]   # base rates, 8 samples each
     python benchmarks/grpo_learning.py run --tasks mbpp/624,...    # before / after per task
     python benchmarks/grpo_learning.py run --quick                # 1 screened task, small
+    python benchmarks/grpo_learning.py run --tasks mbpp/945 --groups 12 --dtype bfloat16
     python benchmarks/grpo_learning.py report
 
 MBPP dev problems (validation + train, the shortest reference solutions first). `screen`
@@ -55,6 +56,7 @@ class RunSettings:
     beta: float = 0.02
     epochs: int = 3
     engine: str = "transformers"  # who samples (training is always transformers + PEFT)
+    dtype: str = "float32"  # GRPOConfig.dtype of the updates (results before it existed: fp32)
 
 
 def mbpp_dev_tasks() -> list[Task]:
@@ -164,6 +166,7 @@ def run(args: argparse.Namespace) -> None:
         lora_r=args.lora_r,
         beta=args.beta,
         engine=resolve_engine(args.model, args.engine),
+        dtype=args.dtype,
     )
     task_ids = args.tasks.split(",") if args.tasks else screened_in_range(args.low, args.high)
     if args.quick:
@@ -171,12 +174,12 @@ def run(args: argparse.Namespace) -> None:
     if not task_ids:
         raise SystemExit("no tasks: pass --tasks or run `screen` first")
     path = OUT / "results.jsonl"
-    done = {r["task"] for r in read_jsonl(path) if r["settings"] == asdict(settings)}
+    done = {r["task"] for r in read_jsonl(path) if same_settings(r, settings)}
     tasks = {t.id: t for t in mbpp_dev_tasks()}
     policy = load_policy(args.model, settings.engine)
     config = GRPOConfig(
         lr=settings.lr, lora_r=settings.lora_r, lora_alpha=2 * settings.lora_r,
-        beta=settings.beta, epochs=settings.epochs,
+        beta=settings.beta, epochs=settings.epochs, dtype=settings.dtype,
     )  # fmt: skip
     trainer = GRPOTrainer(policy, config)
     print(
@@ -243,27 +246,32 @@ def run_task(
     }
 
 
+def same_settings(record: dict, settings: RunSettings) -> bool:
+    return {"dtype": "float32"} | record["settings"] == asdict(settings)
+
+
 def report(settings: RunSettings | None = None) -> None:
     records = read_jsonl(OUT / "results.jsonl")
     if settings is not None:
-        records = [r for r in records if r["settings"] == asdict(settings)]
+        records = [r for r in records if same_settings(r, settings)]
     if not records:
         print("no results yet")
         return
     print(
-        f"\n{'task':<10} {'lr':>7} {'r':>3} {'beta':>5} {'groups':>6} {'applied':>7} "
-        f"{'before':>7} {'after':>7}"
+        f"\n{'task':<10} {'lr':>7} {'r':>3} {'beta':>5} {'dtype':>8} {'groups':>6} "
+        f"{'applied':>7} {'before':>7} {'after':>7}"
     )
     for r in records:
-        s = r["settings"]
+        s = {"dtype": "float32"} | r["settings"]
         n = s["samples"]
         print(
-            f"{r['task']:<10} {s['lr']:>7.0e} {s['lora_r']:>3} {s['beta']:>5} {s['groups']:>6} "
-            f"{r['applied_updates']:>7} {r['before'] / n:>7.1%} {r['after'] / n:>7.1%}"
+            f"{r['task']:<10} {s['lr']:>7.0e} {s['lora_r']:>3} {s['beta']:>5} {s['dtype']:>8} "
+            f"{s['groups']:>6} {r['applied_updates']:>7} {r['before'] / n:>7.1%} "
+            f"{r['after'] / n:>7.1%}"
         )
     before = sum(r["before"] for r in records) / sum(r["settings"]["samples"] for r in records)
     after = sum(r["after"] for r in records) / sum(r["settings"]["samples"] for r in records)
-    print(f"{'mean':<10} {'':>7} {'':>3} {'':>5} {'':>6} {'':>7} {before:>7.1%} {after:>7.1%}")
+    print(f"{'mean':<10} {'':>36} {before:>7.1%} {after:>7.1%}")
 
 
 def main() -> None:
@@ -289,6 +297,9 @@ def main() -> None:
     run_parser.add_argument("--lr", type=float, default=defaults.lr)
     run_parser.add_argument("--lora-r", type=int, default=defaults.lora_r)
     run_parser.add_argument("--beta", type=float, default=defaults.beta)
+    run_parser.add_argument(
+        "--dtype", default=defaults.dtype, help="float32, bfloat16 or auto (GRPOConfig.dtype)"
+    )
     commands.add_parser("report")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

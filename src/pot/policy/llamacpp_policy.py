@@ -90,9 +90,12 @@ class LlamaCppEngine:
         max_new_tokens: int,
         pick: Picker,
         stopped: Callable[[int, int], bool],
+        *,
+        with_logprobs: bool = True,
     ) -> tuple[list[list[int]], list[list[float]]]:
         """n continuations of one prompt, and each token's log-prob under llama.cpp's logits
-        (untempered, before any penalty); `stopped(row, token)` ends a row after that token."""
+        (untempered, before any penalty; empty rows without `with_logprobs`);
+        `stopped(row, token)` ends a row after that token."""
         self._ensure_context(len(prompt_ids) + n * max_new_tokens, n)
         self._decode_prompt(prompt_ids, self._keep_shared_prefix(prompt_ids))
         self.cached = list(prompt_ids)
@@ -105,7 +108,8 @@ class LlamaCppEngine:
         for step in range(max_new_tokens):
             for i, (row, token) in enumerate(zip(active, pick(active, logits), strict=True)):
                 outputs[row].append(token)
-                logprobs[row].append(_logprob(logits[i], token))
+                if with_logprobs:
+                    logprobs[row].append(_logprob(logits[i], token))
             active = [row for row in active if not stopped(row, outputs[row][-1])]
             if not active or step == max_new_tokens - 1:
                 break
