@@ -211,7 +211,8 @@ def iteration(
     policy: LlamaCppPolicy, trainer: GRPOTrainer, sandbox: Sandbox, task, prompt, args, seed: int
 ) -> dict[str, float]:
     """One expansion + update: sample k (log-probs as the path computes them for the priors),
-    execute, one GRPO update, swap the updated adapter into llama.cpp."""
+    execute, one GRPO update (the second on this problem), swap the updated adapter into
+    llama.cpp."""
     trainer.reset()
     policy.sync_adapter()  # the reset adapter, so sampling does not pay for a swap
     start = time.perf_counter()
@@ -229,6 +230,9 @@ def iteration(
     execute_s = time.perf_counter() - start
     # timing only: an all-equal group would be skipped, so it gets distinct rewards
     update_rewards = rewards if len(set(rewards)) > 1 else [1.0] + [0.0] * (args.k - 1)
+    # an untimed update first: the timed one is a mid-search update (the adapter has moved, so
+    # the base-model reference needs its own pass), not the cheaper first one
+    trainer.update(prompt, completions, update_rewards)
     start = time.perf_counter()
     stats = trainer.update(prompt, completions, update_rewards)
     update_s = time.perf_counter() - start
