@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from pot.sandbox import Sandbox
-from pot.sandbox.worker import (
+from pot.sandbox.host_worker import (
     DEFAULT_PYTHON,
     ENVIRONMENT,
     PYTHON_FLAGS,

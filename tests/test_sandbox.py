@@ -195,8 +195,11 @@ def test_crash_at_import_fails_every_function_test(box: Sandbox):
 
 
 def test_every_test_runs_in_a_fresh_process(box: Sandbox):
-    program = "seen = []\ndef f():\n    seen.append(1)\n    open('state', 'a').write('x')\n"
-    source = "f()\nassert len(seen) == 1 and open('state').read() == 'x'"
+    program = (
+        "seen = []\ndef f():\n    seen.append(1)\n    open('state', 'a').write('x')\n"
+        "    return len(seen), open('state').read()\n"
+    )
+    source = "assert f() == (1, 'x')"
     assert box.evaluate(program, [Test("assert", source=source)] * 3).all_passed
 
 

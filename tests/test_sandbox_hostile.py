@@ -89,7 +89,7 @@ CONTAINED = {
     "patch json to forge the record": (
         'import json\nforged = lambda *args, **kwargs: \'{"status": "completed"}\'\n'
         "json.dumps = json._default_encoder.encode = forged\ndef f():\n    return 2\n",
-        Verdict.WRONG_ANSWER,
+        Verdict.RUNTIME_ERROR,  # it only breaks its own replies
     ),
     "kill its own process group": (
         "import os\ndef f():\n    os.killpg(0, 9)\n",
@@ -105,6 +105,10 @@ def nobody_processes_of(pids: set[int]) -> dict[int, str]:
         with contextlib.suppress(FileNotFoundError):
             states[pid] = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return states
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def descendants(pid: int) -> set[int]:
@@ -151,10 +155,10 @@ def box(request):
         del os.environ["POT_TEST_SECRET"]
     with sandbox:
         yield sandbox
-        # After the whole suite: only the warm workers remain below us, none a zombie,
-        # and nothing of the sandbox user escaped to init.
+        # After the whole suite: only the warm workers remain below us (bwrap, the judge and
+        # the program server each), none a zombie, and nothing of the sandbox user escaped.
         workers = descendants(os.getpid()) - others
-        assert len(workers) == (2 if request.param == "bwrap" else 1) * sandbox.workers
+        assert len(workers) == (3 if request.param == "bwrap" else 2) * sandbox.workers
         assert "Z" not in nobody_processes_of(workers).values()
         assert orphans_of_uid(65534) <= orphans_before
         assert sandbox.evaluate("def f():\n    return 1\n", ASSERT_F).all_passed
@@ -171,16 +175,17 @@ def test_hostile_program_is_contained(box: Sandbox, case: str):
 
 def test_killing_the_parent_only_fails_its_own_test(box: Sandbox):
     program = (
-        "import os, signal\ndef f(x):\n"
-        "    if x == 0:\n        os.kill(os.getppid(), signal.SIGKILL)\n"
+        "import os, signal, time\ndef f(x):\n"
+        "    if x == 0:\n        os.kill(os.getppid(), signal.SIGKILL)\n        time.sleep(10)\n"
         "    if x == 1:\n        os.kill(os.getppid(), signal.SIGINT)\n"
         "    if x == 2:\n        os.kill(-1, signal.SIGKILL)\n    return x\n"
     )
     if box.isolation == "bwrap":
-        # The worker is PID 1 of its namespace: its children's signals never reach it, and
-        # kill(-1) finds no other process to kill.
+        # The parent is the program server: killing it ends the program too (and the judge
+        # worker starts a new server); SIGINT is ignored. The judge worker is PID 1 of its
+        # namespace: signals never reach it, kill(-1) ends everything else.
         tests = [Test("assert", source=f"assert f({x}) == {x}") for x in (0, 1, 2, 3)]
-        expected = [Verdict.PASS, Verdict.PASS, Verdict.RUNTIME_ERROR, Verdict.PASS]
+        expected = [Verdict.RUNTIME_ERROR, Verdict.PASS, Verdict.RUNTIME_ERROR, Verdict.PASS]
     else:
         # kill(-1) would hit every process of the sandbox user on this machine: not tried here.
         tests = [Test("assert", source=f"assert f({x}) == {x}") for x in (0, 3)]
@@ -188,23 +193,24 @@ def test_killing_the_parent_only_fails_its_own_test(box: Sandbox):
     assert [r.verdict for r in box.evaluate(program, tests).results] == expected
 
 
-def kill_runner(box: Sandbox, index: int) -> None:
-    """SIGKILL a worker's runner process from outside, as a crash would."""
+def kill_worker(box: Sandbox, index: int) -> None:
+    """SIGKILL a worker's in-sandbox judge process from outside, as a crash would."""
     worker = box._workers[index]
     outer = worker.process.pid
-    os.kill(outer if box.isolation == "limited" else descendants(outer).pop(), 9)
+    (judge,) = [outer] if box.isolation == "limited" else children(outer)  # bwrap's child
+    os.kill(judge, 9)
     worker.process.wait(timeout=5)
 
 
 def test_dead_worker_is_restarted(box: Sandbox):
-    kill_runner(box, 0)
+    kill_worker(box, 0)
     jobs = [("def f():\n    return 1\n", ASSERT_F, None, "")] * 4
     assert all(e.all_passed for e in box.evaluate_many(jobs))
 
 
 def test_workers_restarted_from_a_short_lived_thread_outlive_it(box: Sandbox):
     for index in range(box.workers):
-        kill_runner(box, index)
+        kill_worker(box, index)
     job = ("def f():\n    return 1\n", ASSERT_F)
     thread = threading.Thread(target=lambda: [box.evaluate(*job) for _ in box._workers])
     thread.start()

@@ -6,8 +6,8 @@ with Sandbox() as sandbox:
 """
 
 from pot.sandbox.evaluate import IsolationWarning, Sandbox
+from pot.sandbox.host_worker import SandboxError
 from pot.sandbox.results import Evaluation, Limits, TestResult, Verdict
-from pot.sandbox.worker import SandboxError
 
 __all__ = [
     "Evaluation",

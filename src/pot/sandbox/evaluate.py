@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pot.sandbox import values
 from pot.sandbox.compare import stdout_matches
+from pot.sandbox.host_worker import DEFAULT_PYTHON, Launcher, SandboxError, Worker
 from pot.sandbox.oracles import outputs_match
 from pot.sandbox.results import (
     RESULT_CHARS,
@@ -26,7 +27,6 @@ from pot.sandbox.results import (
     feedback,
     reward,
 )
-from pot.sandbox.worker import DEFAULT_PYTHON, Launcher, SandboxError, Worker
 from pot.tasks.task import Task, Test
 
 Isolation = Literal["auto", "bwrap", "limited"]
@@ -61,7 +61,7 @@ def check_tests(tests: list[Test], entry_point: str | None) -> None:
 
 
 def judge(test: Test, reply: dict[str, Any]) -> TestResult:
-    """Turn the runner's reply into a verdict; outputs are compared here, never in the sandbox."""
+    """Turn the worker's reply into a verdict; outputs are compared here, never in the sandbox."""
     status, seconds = reply["status"], reply.get("seconds", 0.0)
     error = reply.get("error", "")
     if status == "runtime_error" and reply.get("stderr", "").strip():

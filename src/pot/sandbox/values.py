@@ -11,6 +11,10 @@ tuple, set and frozenset (v: list of items), dict (v: list of [key, value] pairs
 `decode` builds exact builtin types only and never calls pickle or eval, so nothing a program
 sends can run code or carry an `__eq__` of its own on the judge's side. `encode` accepts
 subclasses of the allowed types by their builtin value (a namedtuple travels as a tuple).
+
+Opaque handles (the sandbox's objects of a program's own classes): with `handle=`, `encode`
+writes an object outside the allowed types as {"$": "handle", "v": handle(object)} and
+`decode` turns that object back with `handle(payload)`; without it both refuse handles.
 """
 
 import json
@@ -24,11 +28,11 @@ class UnsupportedValue(TypeError):
     """A value outside the allowed types; the message names the type."""
 
 
-def encode(value: object) -> str:
-    return json.dumps(to_data(value, 0), allow_nan=False, separators=(",", ":"))
+def encode(value: object, handle=None) -> str:
+    return json.dumps(to_data(value, 0, handle), allow_nan=False, separators=(",", ":"))
 
 
-def to_data(value: object, depth: int) -> object:
+def to_data(value: object, depth: int, handle=None) -> object:
     if depth > MAX_DEPTH:
         raise UnsupportedValue(f"value nested deeper than {MAX_DEPTH} levels")
     kind = type(value)
@@ -36,28 +40,31 @@ def to_data(value: object, depth: int) -> object:
         if kind is float and not math.isfinite(value):
             return {"$": "float", "v": repr(value)}
         return value
-    if isinstance(value, int):
+    if issubclass(kind, int):
         return int.__index__(value)
-    if isinstance(value, float):
-        return to_data(float.__float__(value), depth)
-    if isinstance(value, str):
+    if issubclass(kind, float):
+        return to_data(float.__float__(value), depth, handle)
+    if issubclass(kind, str):
         return str.__str__(value)
-    if isinstance(value, bytes):
+    if issubclass(kind, bytes):
         return {"$": "bytes", "v": bytes.hex(value)}
-    if isinstance(value, complex):
-        return {"$": "complex", "v": [to_data(value.real, depth), to_data(value.imag, depth)]}
-    if isinstance(value, list):
-        return [to_data(item, depth + 1) for item in list.__iter__(value)]
+    if issubclass(kind, complex):
+        real, imag = complex.real.__get__(value), complex.imag.__get__(value)
+        return {"$": "complex", "v": [to_data(real, depth), to_data(imag, depth)]}
+    if issubclass(kind, list):
+        return [to_data(item, depth + 1, handle) for item in list.__iter__(value)]
     for container, tag in ((tuple, "tuple"), (frozenset, "frozenset"), (set, "set")):
-        if isinstance(value, container):
+        if issubclass(kind, container):
             items = container.__iter__(value)
-            return {"$": tag, "v": [to_data(item, depth + 1) for item in items]}
-    if isinstance(value, dict):
+            return {"$": tag, "v": [to_data(item, depth + 1, handle) for item in items]}
+    if issubclass(kind, dict):
         pairs = dict.items(value)
         return {
             "$": "dict",
-            "v": [[to_data(k, depth + 1), to_data(v, depth + 1)] for k, v in pairs],
+            "v": [[to_data(k, depth + 1, handle), to_data(v, depth + 1, handle)] for k, v in pairs],
         }
+    if handle is not None:
+        return {"$": "handle", "v": handle(value)}
     raise UnsupportedValue(f"unsupported type: {type_name(value)}")
 
 
@@ -68,29 +75,31 @@ def type_name(value: object) -> str:
     return name if module in ("builtins", "__main__", "") else f"{module}.{name}"
 
 
-def decode(text: str) -> object:
+def decode(text: str, handle=None) -> object:
     """The value `text` encodes; ValueError on anything that is not a valid encoding."""
     try:
         data = json.loads(text, parse_constant=reject_constant)
     except (json.JSONDecodeError, RecursionError) as error:
         raise ValueError(f"not a valid value encoding: {error}") from None
-    return from_data(data, 0)
+    return from_data(data, 0, handle)
 
 
 def reject_constant(name: str) -> object:
     raise ValueError(f"not a valid value encoding: bare {name}")
 
 
-def from_data(data: object, depth: int) -> object:
+def from_data(data: object, depth: int, handle=None) -> object:
     if depth > MAX_DEPTH:
         raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
     if type(data) in SCALARS:
         return data
     if type(data) is list:
-        return [from_data(item, depth + 1) for item in data]
+        return [from_data(item, depth + 1, handle) for item in data]
     if type(data) is not dict or set(data) != {"$", "v"}:
         raise ValueError(f"not a valid value encoding: unexpected {str(data)[:80]}")
     tag, payload = data["$"], data["v"]
+    if tag == "handle" and handle is not None:
+        return handle(payload)
     if tag == "float" and payload in ("nan", "inf", "-inf"):
         return float(payload)
     if tag == "bytes" and type(payload) is str:
@@ -100,7 +109,7 @@ def from_data(data: object, depth: int) -> object:
         if type(real) in (int, float) and type(imag) in (int, float):
             return complex(real, imag)
     if type(payload) is list:
-        items = [from_data(item, depth + 1) for item in payload]
+        items = [from_data(item, depth + 1, handle) for item in payload]
         if tag == "tuple":
             return tuple(items)
         if tag in ("set", "frozenset"):

@@ -1,13 +1,18 @@
 """Host side of one warm worker: how it is isolated, started, talked to and restarted.
 
-"bwrap" isolation: the worker runs as an unprivileged user inside bubblewrap (all namespaces
-unshared, no network, read-only /usr, private tmpfs /tmp, empty environment) under a seccomp
-filter. "limited" isolation: the same worker as a plain subprocess; each run still gets the
-rlimits and, when the host is root, runs as `nobody`, but there are no namespaces, no seccomp
-filter, and the host's file system and network are visible.
+The worker is the in-sandbox judge (`in_sandbox_judge.py`), which starts the in-sandbox program
+server (`in_sandbox_program.py`) next to it.
 
-Under bwrap the worker is PID 1 of its PID namespace (`--as-pid-1`): the programs it forks
-cannot signal it, and every process they leave behind is re-parented to it and killed.
+"bwrap" isolation: the worker runs as an unprivileged user inside bubblewrap (all namespaces
+unshared, no network, read-only root, /usr and /dev, private tmpfs /tmp and /dev/shm emptied
+after every run, empty environment) under a seccomp filter. "limited" isolation: the same
+worker as a plain subprocess; each run still gets the rlimits and, when the host is root, runs
+as `nobody`, but there are no namespaces, no seccomp filter, and the host's file system
+(its /tmp and /dev/shm included) and network are visible.
+
+Under bwrap the judge worker is PID 1 of its PID namespace (`--as-pid-1`): programs cannot
+signal it, and every process left behind once the program server is gone is re-parented to it
+and killed.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import IO, Any
 DEFAULT_PYTHON = "/usr/bin/python3"  # the system interpreter: standard library only
 PYTHON_FLAGS = ("-S", "-s", "-B", "-P")  # no site-packages, no user site, no .pyc, no cwd import
 STARTUP_TIMEOUT_S = 30.0
-WATCHDOG_MARGIN_S = 5.0  # the runner stops a test itself; the host waits this much longer
+WATCHDOG_MARGIN_S = 5.0  # the worker stops a test itself; the host waits this much longer
 STOP_TIMEOUT_S = 1.0  # for an idle worker to exit on end of input
 TMPFS_BYTES = 64 << 20
 ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
@@ -47,11 +52,27 @@ BLOCKED_SYSCALLS = (
     "name_to_handle_at", "open_by_handle_at", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "lookup_dcookie", "syslog", "settimeofday", "clock_settime",
     "adjtimex", "clock_adjtime", "personality", "uselib", "vhangup",
+    # System V IPC objects and POSIX message queues outlive the process: no state across runs.
+    "shmget", "msgget", "semget", "mq_open",
 )  # fmt: skip
-# The runner embeds the value codec: it imports nothing from `pot`.
-RUNNER_SOURCE = "\n".join(
-    Path(__file__).with_name(name).read_text() for name in ("values.py", "runner.py")
-)
+SCRATCH = ["/tmp", "/dev/shm"]  # the only writable paths under bwrap, emptied after each run
+
+
+def in_sandbox_source(side: str) -> str:
+    """An in-sandbox script with what it embeds: it imports nothing from `pot`."""
+    names = ("values.py", "in_sandbox_common.py", f"in_sandbox_{side}.py")
+    return "\n".join(Path(__file__).with_name(name).read_text() for name in names)
+
+
+JUDGE_SOURCE = in_sandbox_source("judge")
+PROGRAM_SOURCE = in_sandbox_source("program")
+
+
+def judge_arguments(python: str, user: list[int] | None, scratch: list[str]) -> list[str]:
+    """`python -c <judge> <config>`: the config names the program server's command."""
+    server = [python, *PYTHON_FLAGS, "-c", PROGRAM_SOURCE]
+    config = json.dumps({"server": server, "user": user, "scratch": scratch})
+    return [python, *PYTHON_FLAGS, "-c", JUDGE_SOURCE, config]
 
 
 class SandboxError(RuntimeError):
@@ -106,8 +127,8 @@ def root_links() -> list[str]:
     return arguments
 
 
-def bwrap_command(bwrap: str, python: str, seccomp_fd: int, code: str) -> list[str]:
-    """`bwrap ... python -c code` with all namespaces unshared and the seccomp filter on fd."""
+def bwrap_command(bwrap: str, python: str, seccomp_fd: int, command: list[str]) -> list[str]:
+    """`bwrap ... command` with all namespaces unshared and the seccomp filter on fd."""
     interpreter = Path(os.path.realpath(python))
     prefix = str(interpreter.parents[1])  # e.g. /opt/python3.11 for /opt/python3.11/bin/python3
     install = [] if interpreter.is_relative_to("/usr") else ["--ro-bind", prefix, prefix]
@@ -117,10 +138,11 @@ def bwrap_command(bwrap: str, python: str, seccomp_fd: int, code: str) -> list[s
         "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--as-pid-1",
         "--new-session", "--clearenv", *environment, "--setenv", "HOME", "/tmp",
         "--ro-bind", "/usr", "/usr", *root_links(), *install,
-        "--proc", "/proc", "--dev", "/dev",
+        "--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm",
         "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp",
+        "--remount-ro", "/dev", "--remount-ro", "/",
         "--seccomp", str(seccomp_fd),
-        python, *PYTHON_FLAGS, "-c", code,
+        *command,
     ]  # fmt: skip
 
 
@@ -184,7 +206,7 @@ class Launcher:
 
 
 class Worker:
-    """One warm runner process, restarted whenever it dies or hangs."""
+    """One warm in-sandbox judge worker, restarted whenever it dies or hangs."""
 
     def __init__(self, isolation: str, python: str, bwrap: str, launcher: Launcher):
         self.isolation, self.python, self.bwrap = isolation, python, bwrap
@@ -205,16 +227,17 @@ class Worker:
         seccomp_fd = -1
         if self.isolation == "bwrap":
             seccomp_fd = seccomp_memfd()
-            command = bwrap_command(self.bwrap, self.python, seccomp_fd, RUNNER_SOURCE)
+            arguments = judge_arguments(self.python, None, SCRATCH)
+            command = bwrap_command(self.bwrap, self.python, seccomp_fd, arguments)
             cwd, environment = "/", {}
         else:
             self.scratch = tempfile.mkdtemp(prefix="pot-sandbox-")
             if self.user is not None:
                 os.chown(self.scratch, *self.user)
-            # The runner stays root so that its children, which switch to `nobody` before
-            # running the program, can neither signal it nor read root-only files.
-            program_user = [str(i) for i in self.user] if self.user is not None else []
-            command = [self.python, *PYTHON_FLAGS, "-c", RUNNER_SOURCE, *program_user]
+            # The worker and the program server stay root so that their children, which switch
+            # to `nobody` first, can neither signal them nor read root-only files.
+            user = list(self.user) if self.user is not None else None
+            command = judge_arguments(self.python, user, [self.scratch])
             cwd, environment = self.scratch, ENVIRONMENT | {"HOME": self.scratch}
         try:
             # Started from the launcher's long-lived thread: bwrap --die-with-parent kills the
@@ -256,7 +279,7 @@ class Worker:
         self.wait_ready()
 
     def run(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Send one request and return the runner's reply, or a failure reply after a restart."""
+        """Send one request and return the worker's reply, or a failure reply after a restart."""
         if self.died_while_idle():
             self.restart()
         deadline = time.monotonic() + timeout_s + WATCHDOG_MARGIN_S

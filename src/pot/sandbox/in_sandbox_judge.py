@@ -1,0 +1,583 @@
+"""In the sandbox, trusted side: the judge worker, which talks to the host, and its judges.
+
+Standard library only, no `pot` imports; it runs after the sources of `pot.sandbox.values` and
+`in_sandbox_common.py`. The host starts it as `python3 -S -s -B -P -c <source> <config>`. At
+start it launches the program server (`in_sandbox_program.py`, a fresh interpreter that never
+sees tests). Then it reads one JSON request per line on stdin (one program on one test) and
+answers one JSON line on stdout:
+
+1. it hands the program server a job (program, setup code, limits; stdin, stdout, stderr and
+   a call channel as file descriptors), and the server forks the program's process;
+2. for function tests it forks a judge process, which never executes the program's code: it
+   runs setup code and the test (asserts, `check(candidate)`) with proxies in place of the
+   program's functions, or makes a call test's one call; each call crosses the channel as
+   plain data (`pot.sandbox.values`), and the judge writes the verdict on its own pipe;
+3. it enforces the time and output limits, has the server kill the program's processes, and
+   reports. The host compares call results and stdout with the expected values.
+
+Only the judge worker and its judges hold the host's channel, the test's source and the result
+pipe; the program's process gets its own descriptors only.
+"""
+
+import ast
+import builtins
+import contextlib
+import gc
+import json
+import linecache
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+CONFIG = json.loads(
+    sys.argv[1]
+)  # {"server": [argv...], "user": [uid, gid] | null, "scratch": [..]}
+READ_CHUNK = 1 << 16
+STDERR_KEEP = 4096
+HINT_SHARE = 0.5  # of the time left, for re-running the failed assert's left side
+CATCHABLE = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGALRM, signal.SIGPIPE, signal.SIGTSTP, signal.SIGTTIN,
+             signal.SIGTTOU, signal.SIGXFSZ)  # fmt: skip
+
+
+def send(record: dict) -> None:
+    data = (json.dumps(record) + "\n").encode()
+    while data:
+        data = data[os.write(1, data) :]
+
+
+# --- the judge process: runs the test, reaches the program through a channel ----------------
+
+
+class ProgramEnded(BaseException):
+    """The program's process ended, or broke the call protocol, before the test finished.
+    A BaseException, so that no `except Exception` of a test can swallow it."""
+
+
+class ProgramError(Exception):
+    """The program raised an exception of its own class (its name is in the message)."""
+
+
+class OpaqueValue(TypeError):
+    """The test compared, tested or inspected an object of the program's own class."""
+
+
+class Channel:
+    """The judge's end of the call channel: one JSON line each way per call."""
+
+    def __init__(self, calls_fd: int, replies_fd: int, limit: int, deadline: float):
+        self.calls_fd, self.replies_fd, self.limit = calls_fd, replies_fd, limit
+        self.deadline = deadline
+        self.pending = bytearray()
+        self.wait_until: float | None = None  # a shorter deadline (the feedback hint)
+
+    def receive(self) -> dict:
+        while (end := self.pending.find(b"\n")) < 0:
+            if self.wait_until is not None:
+                left = self.wait_until - time.monotonic()
+                if left <= 0 or not select.select([self.replies_fd], [], [], left)[0]:
+                    raise ProgramEnded("no reply in time")
+            data = os.read(self.replies_fd, READ_CHUNK)
+            if not data:
+                raise ProgramEnded("the program's process ended before the test finished")
+            self.pending += data
+            if len(self.pending) > self.limit:
+                raise OutputLimit()
+        line = bytes(self.pending[:end])
+        del self.pending[: end + 1]
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise ProgramEnded("the program's process sent an unreadable reply") from None
+        if type(message) is not dict:
+            raise ProgramEnded("the program's process sent an unreadable reply")
+        return message
+
+    def request(self, target: object, arguments: str, plain: bool = False) -> dict:
+        data = json.dumps({"target": target, "arguments": arguments, "plain": plain}) + "\n"
+        view = memoryview(data.encode())
+        try:
+            while view:
+                view = view[os.write(self.calls_fd, view) :]
+        except OSError:  # EPIPE: the program's process is gone
+            raise ProgramEnded("the program's process ended before the test finished") from None
+        return self.receive()
+
+    def call(self, target: object, args: tuple, kwargs: dict) -> object:
+        try:
+            arguments = encode([list(args), kwargs], handle=handle_payload)
+        except UnsupportedValue as exc:
+            raise TypeError(f"the test cannot pass this to the program: {exc}") from None
+        return returned_value(self.request(target, arguments))
+
+
+class OutputLimit(BaseException):
+    """The program's reply exceeded the output limit."""
+
+
+CHANNEL: Channel | None = None
+
+
+class Proxy:
+    """Stands for a function or class the program defined; calling it calls the program."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        return CHANNEL.call(self.name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{self.name} of the program>"
+
+
+class Handle:
+    """An object of the program's own class (or a generator, an iterator...): the test can
+    pass it back to the program or call it, but not compare, test or inspect it."""
+
+    __slots__ = ("id", "type")
+
+    def __init__(self, identifier: int, type_name: str):
+        object.__setattr__(self, "id", identifier)
+        object.__setattr__(self, "type", type_name)
+
+    def opaque(self, *args):
+        raise OpaqueValue(
+            f"the program returned an object of type {self.type!r}, which the test cannot "
+            "compare or inspect: return plain data (None, bool, int, float, complex, str, bytes, "
+            "list, tuple, dict, set, frozenset)"
+        )
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __len__ = opaque
+    __iter__ = __contains__ = __getitem__ = __getattr__ = __setattr__ = __index__ = opaque
+    __int__ = __float__ = __str__ = __format__ = opaque
+    __hash__ = object.__hash__
+
+    def __call__(self, *args, **kwargs):
+        return CHANNEL.call(self.id, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{clip(self.type, 80)} object of the program>"
+
+
+def handle_payload(value: object) -> object:
+    """How the test's side names what is not plain data: a handle by its id, the program's
+    function by its name, a builtin (`int`, as in MBPP 533) as ["builtin", name]."""
+    if type(value) is Handle:
+        return object.__getattribute__(value, "id")
+    if type(value) is Proxy:
+        return value.name
+    name = getattr(value, "__name__", None)
+    if type(name) is str and getattr(builtins, name, None) is value:
+        return ["builtin", name]
+    raise UnsupportedValue(f"unsupported type: {type_name(value)}")
+
+
+def make_handle(payload: object) -> Handle:
+    if not (
+        type(payload) is list
+        and len(payload) == 2
+        and type(payload[0]) is int
+        and type(payload[1]) is str
+    ):
+        raise ValueError("not a valid value encoding: bad handle")
+    return Handle(payload[0], payload[1])
+
+
+def returned_value(reply: dict) -> object:
+    if "value" in reply and type(reply["value"]) is str:
+        try:
+            return decode(reply["value"], handle=make_handle)
+        except ValueError as exc:
+            raise ProgramEnded(f"the program's return value could not be decoded ({exc})") from None
+    if type(reply.get("raised")) is dict:
+        raise rebuilt_exception(reply["raised"])
+    if type(reply.get("exited")) is str:
+        raise ProgramEnded(f"{clip(reply['exited'], 200)} raised before the test finished")
+    raise ProgramEnded("the program's process sent an unreadable reply")
+
+
+def rebuilt_exception(raised: dict) -> BaseException:
+    """The program's exception as the test would have seen it: the same builtin class (a test
+    may expect a ValueError), else ProgramError; it carries the program's traceback."""
+    name, message = str(raised.get("type", "?")), str(raised.get("message", ""))
+    kind = getattr(builtins, name, None) if raised.get("builtin") is True else None
+    exc: BaseException | None = None
+    if isinstance(kind, type) and issubclass(kind, Exception) and kind.__module__ == "builtins":
+        with contextlib.suppress(Exception):
+            exc = kind(message)
+    if exc is None:
+        exc = ProgramError(f"{clip(name, 100)}: {message}")
+    exc.program_traceback = clip(str(raised.get("traceback", "")))
+    return exc
+
+
+def last_frame(exc: BaseException):
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
+def failed_in_test(exc: BaseException) -> bool:
+    """An assert of the test itself failed: the program ran but gave a wrong answer."""
+    tb = last_frame(exc)
+    return (
+        isinstance(exc, AssertionError)
+        and tb is not None
+        and tb.tb_frame.f_code.co_filename == "<test>"
+    )
+
+
+def failed_assert_values(exc: BaseException, channel: Channel) -> str:
+    """For `assert a == b` in a test: the value of `a` (what the program actually returned)
+    and of `b`, evaluated again in the failing frame, with a short deadline."""
+    tb = last_frame(exc)
+    source = "".join(linecache.cache["<test>"][2])
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Assert)
+            and node.lineno <= tb.tb_lineno <= (node.end_lineno or node.lineno)
+            and isinstance(node.test, ast.Compare)
+            and len(node.test.ops) == 1
+            and isinstance(node.test.ops[0], ast.Eq)
+        ):
+            channel.wait_until = time.monotonic() + HINT_SHARE * (
+                channel.deadline - time.monotonic()
+            )
+            frame = tb.tb_frame
+            left = compile(ast.Expression(node.test.left), "<test>", "eval")
+            value = eval(left, frame.f_globals, frame.f_locals)
+            return f"{ast.unparse(node.test.left)} returned {clip(repr(value), 300)}"
+    return ""
+
+
+def test_namespace(request: dict, names: list) -> dict:
+    """Setup code, then a proxy for each callable the program defined, except where setup
+    code (HumanEval's prompt: its helpers such as `poly`) already bound the name: the tests
+    use the trusted helper. The entry point is always the program's."""
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    if request["setup"]:
+        exec(compile(request["setup"], "<setup>", "exec"), namespace)
+    for name in names:
+        if name == request["entry_point"] or (
+            type(name) is str and name not in namespace and not hasattr(builtins, name)
+        ):
+            namespace[name] = Proxy(name)
+    return namespace
+
+
+def program_failure(message: dict) -> dict:
+    """The record when the program failed before its test: at import, or in setup code."""
+    phase = message.get("phase") if message.get("phase") in ("setup", "program") else "program"
+    if type(message.get("raised")) is dict:
+        raised = message["raised"]
+        status = "memory_limit" if raised.get("type") == "MemoryError" else "runtime_error"
+        return {"status": status, "phase": phase, "error": clip(str(raised.get("traceback", "")))}
+    if type(message.get("exited")) is str:
+        error = f"{clip(message['exited'], 200)} raised before the test finished"
+        return {"status": "runtime_error", "phase": phase, "error": error}
+    error = "the program's process broke the call protocol (no greeting)"
+    return {"status": "runtime_error", "phase": phase, "error": error}
+
+
+def judge_call(request: dict, channel: Channel) -> dict:
+    reply = channel.request(request["entry_point"], request["input"], plain=True)
+    if type(reply.get("value")) is str:
+        return {"status": "completed", "value": reply["value"]}
+    if type(reply.get("unsupported")) is str:
+        return {"status": "completed", "unsupported": clip(reply["unsupported"], 300)}
+    try:
+        returned_value(reply)
+    except ProgramEnded as exc:
+        return ended(exc, "test")
+    except BaseException as exc:  # noqa: BLE001 - the rebuilt exception of the program
+        return error_record(exc)
+    return {"status": "runtime_error", "phase": "test", "error": "unreadable reply"}
+
+
+def error_record(exc: BaseException) -> dict:
+    program_traceback = getattr(exc, "program_traceback", None)
+    status = "memory_limit" if isinstance(exc, MemoryError) else "runtime_error"
+    if program_traceback is not None:
+        error = program_traceback
+    elif isinstance(exc, OpaqueValue):
+        status, error = "wrong_answer", format_error(exc)
+    else:
+        error = format_error(exc)
+    return {"status": status, "phase": "test", "error": clip(error)}
+
+
+def judge_asserts(request: dict, names: list, channel: Channel) -> dict:
+    phase = "setup"
+    try:
+        namespace = test_namespace(request, names)
+        phase = "test"
+        exec(compile(request["source"], "<test>", "exec"), namespace)
+    except ProgramEnded as exc:
+        return ended(exc, "test")
+    except BaseException as exc:  # noqa: BLE001 - every failure is a verdict
+        if phase == "test" and failed_in_test(exc):
+            error = format_error(exc)
+            with contextlib.suppress(BaseException):  # the hint is optional
+                error = f"{error}\n{failed_assert_values(exc, channel)}".rstrip()
+            return {"status": "wrong_answer", "phase": "test", "error": clip(error)}
+        return error_record(exc) | {"phase": phase}
+    return {"status": "completed"}
+
+
+def ended(exc: ProgramEnded, phase: str) -> dict:
+    return {"status": "runtime_error", "phase": phase, "error": str(exc), "program_ended": True}
+
+
+def judge(request: dict, channel: Channel) -> dict:
+    try:
+        greeting = channel.receive()
+    except ProgramEnded as exc:
+        return ended(exc, "program")
+    if type(greeting.get("ready")) is not list:
+        return program_failure(greeting)
+    if request["kind"] == "call":
+        return judge_call(request, channel)
+    return judge_asserts(request, greeting["ready"], channel)
+
+
+def run_judge(request: dict, calls_fd: int, replies_fd: int, result_fd: int) -> None:
+    """Body of the forked judge process."""
+    global CHANNEL
+    try:
+        for number in CATCHABLE:  # the program runs as the same user and may signal us
+            signal.signal(number, signal.SIG_IGN)
+        keep_fds([os.open("/dev/null", os.O_RDONLY), os.open("/dev/null", os.O_WRONLY),
+                  2, calls_fd, replies_fd, result_fd])  # fmt: skip
+        set_limits(request)
+        become(CONFIG["user"])
+        deadline = time.monotonic() + request["timeout_s"]
+        CHANNEL = Channel(3, 4, request["output_bytes"], deadline)
+        remember_source("<setup>", request["setup"])
+        remember_source("<test>", request["source"])
+        try:
+            record = judge(request, CHANNEL)
+        except ProgramEnded as exc:
+            record = ended(exc, "test")
+        except OutputLimit:
+            record = {"status": "output_limit", "error": "output exceeded the limit"}
+        data = (json.dumps(record) + "\n").encode()
+        while data:
+            data = data[os.write(5, data) :]
+    finally:
+        os._exit(0)
+
+
+# --- the judge worker: one test at a time, with the program server ---------------------------
+
+
+class Server:
+    """The program server process and the socket to it (restarted if a program kills it)."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.connection: socket.socket | None = None
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = json.dumps({"user": CONFIG["user"], "scratch": CONFIG["scratch"]})
+        pid = os.fork()
+        if pid == 0:
+            try:
+                prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # limited mode: it ends with us
+                keep_fds([theirs.fileno(), os.open("/dev/null", os.O_WRONLY), 2])
+                os.execv(CONFIG["server"][0], [*CONFIG["server"], config])
+            finally:
+                os._exit(127)
+        theirs.close()
+        self.pid, self.connection = pid, ours
+
+    def ask(self, message: bytes, fds: list = ()) -> dict:
+        """Send a message and wait for the answer; {} if the server is gone."""
+        try:
+            socket.send_fds(self.connection, [message], list(fds))
+            answer = self.connection.recv(1 << 16)
+        except OSError:
+            answer = b""
+        if not answer:
+            self.restart()
+            return {}
+        return json.loads(answer)
+
+    def restart(self) -> None:
+        """The server died (a program killed it): kill what is left below us (orphans come to
+        us, the subreaper), then start a new one."""
+        self.connection.close()
+        kill_descendants(0)
+        self.start()
+
+
+def memfd_with(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def start_judge(request: dict, calls_w: int, replies_r: int, result_w: int) -> int:
+    pid = os.fork()
+    if pid == 0:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        run_judge(request, calls_w, replies_r, result_w)
+    return pid
+
+
+def exit_description(wait_status: int) -> tuple:
+    """(status, error) for a program process that ended with `wait_status`."""
+    if os.WIFSIGNALED(wait_status):
+        number = os.WTERMSIG(wait_status)
+        status = "time_limit" if number == signal.SIGXCPU else "runtime_error"
+        return status, f"killed by signal {signal.Signals(number).name}"
+    code = os.waitstatus_to_exitcode(wait_status)
+    return "runtime_error", f"exited with code {code} before the test finished"
+
+
+def drain(fd: int, buffer: bytearray, limit: int) -> None:
+    os.set_blocking(fd, False)
+    try:
+        while len(buffer) <= limit and (data := os.read(fd, READ_CHUNK)):
+            buffer += data
+    except BlockingIOError:
+        pass
+
+
+def watch(request: dict, fds: dict, pidfd: int, start: float) -> str:
+    """Collect output until `pidfd` (the judge, or a stdio program) ends, the time limit or
+    the output limit; return why it stopped. `fds` maps readable fds to their buffers: stdout,
+    stderr (only its end is kept), then the judge's record or the stdio program's report."""
+    deadline = start + request["timeout_s"]
+    limit = request["output_bytes"]
+    out_fd, err_fd, last_fd = fds
+    open_fds = [*fds, pidfd]
+    printed = 0  # stdout and stderr bytes, for the output limit
+    while True:
+        remaining = deadline - time.monotonic()
+        ready = select.select(open_fds, [], [], remaining)[0] if remaining > 0 else []
+        if not ready:
+            return "time_limit"
+        for fd in ready:
+            if fd == pidfd:
+                return "exited"
+            data = os.read(fd, READ_CHUNK)
+            if not data:
+                open_fds.remove(fd)
+            fds[fd] += data
+            printed += len(data) if fd != last_fd else 0
+            if fd == err_fd and len(fds[fd]) > 2 * STDERR_KEEP:
+                del fds[fd][:-STDERR_KEEP]
+        if printed > limit or len(fds[last_fd]) > limit:
+            return "output_limit"
+
+
+def stdio_outcome(reports: bytes, wait_status: int) -> dict:
+    """A stdio program's status from how it ended; its own report adds the traceback."""
+    if os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == 0:
+        return {"status": "completed"}
+    status, error = exit_description(wait_status)
+    with contextlib.suppress(ValueError, IndexError):
+        message = json.loads(reports.splitlines()[0])
+        if type(message) is dict and ("raised" in message or "exited" in message):
+            return program_failure(message)
+    return {"status": status, "error": error}
+
+
+def function_outcome(results: bytes, wait_status: int) -> dict:
+    try:
+        record = json.loads(results.splitlines()[0])
+    except (ValueError, IndexError):
+        error = "the judge process died (did the program signal it?)"
+        return {"status": "runtime_error", "phase": "test", "error": error}
+    if record.pop("program_ended", False):  # say how: a CPU time limit, a signal, an exit
+        status, how = exit_description(wait_status)
+        record |= {"status": status, "error": f"{record['error']} ({how})"}
+    return record
+
+
+def run_one(request: dict, server: Server) -> dict:
+    kind = request["kind"]
+    job = {key: request[key] for key in ("program", "setup", "kind")}
+    job["limits"] = {key: request[key] for key in LIMIT_KEYS}
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    calls_r, calls_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    job_fd = memfd_with("job", json.dumps(job).encode())
+    stdin_fd = memfd_with("stdin", request["input"].encode() if kind == "stdio" else b"")
+    start = time.monotonic()
+    job_fds = [job_fd, stdin_fd, out_w, err_w, calls_r, replies_w]
+    answer = server.ask(b"run", job_fds) or server.ask(b"run", job_fds)  # again if it was gone
+    for fd in (job_fd, stdin_fd, out_w, err_w, calls_r, replies_w):
+        os.close(fd)
+    if "started" not in answer:
+        for fd in (out_r, err_r, calls_w, replies_r):
+            os.close(fd)
+        if "syntax_error" in answer:
+            return {"status": "syntax_error", "error": answer["syntax_error"], "seconds": 0.0}
+        return {"status": "runtime_error", "error": "the program server died", "seconds": 0.0}
+    judge_pid = 0
+    if kind == "stdio":
+        os.close(calls_w)
+        pidfd, last_r = os.pidfd_open(answer["started"]), replies_r
+    else:
+        result_r, result_w = os.pipe()
+        judge_pid = start_judge(request, calls_w, replies_r, result_w)
+        for fd in (calls_w, replies_r, result_w):
+            os.close(fd)
+        pidfd, last_r = os.pidfd_open(judge_pid), result_r
+    buffers = {out_r: bytearray(), err_r: bytearray(), last_r: bytearray()}
+    stopped = watch(request, buffers, pidfd, start)
+    seconds = time.monotonic() - start
+    wait_status = server.ask(b"stop").get("stopped", 0)
+    if judge_pid:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):  # gone in a restart
+            os.kill(judge_pid, signal.SIGKILL)
+            os.waitpid(judge_pid, 0)
+    limit = request["output_bytes"]
+    for fd in buffers:
+        drain(fd, buffers[fd], limit)
+        os.close(fd)
+    os.close(pidfd)
+    stdout = bytes(buffers[out_r])
+    reply = {
+        "seconds": seconds,
+        "stdout": stdout[:limit].decode("utf-8", "replace"),
+        "stderr": clip(bytes(buffers[err_r][-STDERR_KEEP:]).decode("utf-8", "replace")),
+    }
+    if stopped == "time_limit":
+        return reply | {"status": "time_limit", "error": "time limit exceeded"}
+    if stopped == "output_limit" or len(stdout) > limit:
+        return reply | {"status": "output_limit", "error": f"output exceeded {limit} bytes"}
+    if kind == "stdio":
+        return reply | stdio_outcome(bytes(buffers[last_r]), wait_status)
+    return reply | function_outcome(bytes(buffers[last_r]), wait_status)
+
+
+LIMIT_KEYS = ("timeout_s", "memory_mb", "output_bytes", "max_processes", "max_open_files",
+              "max_file_bytes")  # fmt: skip
+
+
+def main() -> None:
+    prctl(PR_SET_DUMPABLE, 0)  # no same-uid process may read or write this one's memory
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as PID 1 (bwrap) no other signal can reach it
+    server = Server()
+    server.start()
+    gc.freeze()  # forked judges' garbage collections then leave the worker's pages shared
+    send({"ready": True, "python": sys.version.split()[0], "uid": os.getuid()})
+    for line in sys.stdin.buffer:
+        send(run_one(json.loads(line), server))
+
+
+if __name__ == "__main__":
+    main()
