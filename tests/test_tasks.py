@@ -133,9 +133,10 @@ def test_humaneval_falls_back_to_check():
     assert no_examples.public_tests == [
         Test(kind="assert", source="assert car_race_collision(2) == 4")
     ]
-    loop_only = tasks["HumanEval/38"]  # every assert of its check runs inside a loop
-    assert loop_only.metadata["public_tests_from"] == "hidden"
-    assert loop_only.public_tests == loop_only.hidden_tests
+    for loop_only in (tasks["HumanEval/38"], tasks["HumanEval/50"]):
+        # Every assert of its check runs inside a loop, and its docstring has no example.
+        assert loop_only.metadata["public_tests_from"] == "none"
+        assert loop_only.public_tests == []
 
 
 def test_humaneval_task_fields():
@@ -144,7 +145,7 @@ def test_humaneval_task_fields():
     record = read_problems()["HumanEval/12"]
     task = humaneval_by_id()["HumanEval/12"]
     assert task.entry_point == "longest"
-    assert task.prompt == task.starter_code == record["prompt"]
+    assert task.prompt == task.starter_code == task.setup_code == record["prompt"]
     assert task.hidden_tests == [Test(kind="assert", source=record["test"] + "\ncheck(longest)")]
     assert task.metadata["reference_solution"] == record["prompt"] + record["canonical_solution"]
 
@@ -160,7 +161,7 @@ def test_humaneval_public_source_counts():
     sources = [task.metadata["public_tests_from"] for task in tasks]
     assert sources.count("docstring") == 138
     assert sources.count("check") == 24
-    assert sources.count("hidden") == 2
+    assert sources.count("none") == 2
 
 
 def test_humaneval_public_tests_pass_the_reference_solution():

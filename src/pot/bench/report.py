@@ -198,6 +198,7 @@ def render(
         f"- results: {len(records)} of {expected}"
         + ("" if len(records) == expected else " (unfinished run)"),
         *session_lines(run),
+        *no_feedback_lines(records),
         "- method configs, overrides and environment: `run.json`",
         "",
         "## pass@1 on hidden tests, and mean costs per problem",
@@ -281,6 +282,14 @@ def group_lines(records: list[Record], methods: list[str]) -> list[str]:
             cells.append(f"{share:.3f} ({passed}) | [{low:.3f}, {high:.3f}]")
         lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells) + " |")
     return lines
+
+
+def no_feedback_lines(records: list[Record]) -> list[str]:
+    tasks = sorted({r["task_id"] for r in records if r.get("public_tests") == 0})
+    if not tasks:
+        return []
+    names = ", ".join(f"`{task}`" for task in tasks)
+    return [f"- no public tests (no feedback, every reward 0): {len(tasks)} tasks: {names}"]
 
 
 def session_lines(run: dict[str, Any]) -> list[str]:

