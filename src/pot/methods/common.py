@@ -10,7 +10,6 @@ from pot.sandbox import Evaluation
 from pot.search import Node, Tree
 from pot.tasks import Task
 
-
 # The metadata a method may see; anything else (a reference solution) stays with the judge.
 PUBLIC_METADATA = frozenset(
     ["source", "variant", "public_tests_from", "question_title", "platform", "contest_id",
