@@ -40,12 +40,13 @@ def format_error(exc: BaseException) -> str:
     return "".join(lines).rstrip()
 
 
-def set_limits(limits: dict) -> None:
+def set_limits(limits: dict, cpu: bool = True) -> None:
     def limit(which: int, value: int) -> None:
         resource.setrlimit(which, (value, value))
 
     limit(resource.RLIMIT_AS, limits["memory_mb"] << 20)
-    limit(resource.RLIMIT_CPU, int(limits["timeout_s"]) + 1)
+    if cpu:
+        limit(resource.RLIMIT_CPU, int(limits["timeout_s"]) + 1)
     limit(resource.RLIMIT_FSIZE, limits["max_file_bytes"])
     limit(resource.RLIMIT_NOFILE, limits["max_open_files"])
     limit(resource.RLIMIT_NPROC, limits["max_processes"])
@@ -53,12 +54,14 @@ def set_limits(limits: dict) -> None:
 
 
 def become(user: list | None) -> None:
-    """Limited mode started as root: drop to the sandbox user (nobody) before running code."""
+    """Limited mode started as root: drop to the sandbox user (nobody) before running code.
+    Then die with the parent, and stay non-dumpable: a change of user resets both."""
     if user is not None:
         os.setgroups([])
         os.setgid(user[1])
         os.setuid(user[0])
-    prctl(PR_SET_DUMPABLE, 0)  # again: a change of user resets it
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(PR_SET_DUMPABLE, 0)
 
 
 def keep_fds(fds: list) -> None:

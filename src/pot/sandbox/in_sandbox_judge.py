@@ -286,8 +286,8 @@ def program_failure(message: dict) -> dict:
     return {"status": "runtime_error", "phase": phase, "error": error}
 
 
-def judge_call(request: dict, channel: Channel) -> dict:
-    reply = channel.request(request["entry_point"], request["input"], plain=True)
+def call_record(reply: dict) -> dict:
+    """A call test's record from the program's reply (its value is compared by the host)."""
     if type(reply.get("value")) is str:
         return {"status": "completed", "value": reply["value"]}
     if type(reply.get("unsupported")) is str:
@@ -342,34 +342,41 @@ def judge(request: dict, channel: Channel) -> dict:
         return ended(exc, "program")
     if type(greeting.get("ready")) is not list:
         return program_failure(greeting)
-    if request["kind"] == "call":
-        return judge_call(request, channel)
     return judge_asserts(request, greeting["ready"], channel)
 
 
-def run_judge(request: dict, calls_fd: int, replies_fd: int, result_fd: int) -> None:
-    """Body of the forked judge process."""
+def judge_tests(connection_fd: int, limits: dict) -> None:
+    """Body of the judge process: one assert test per message on the socket, answered with
+    its record, until the socket closes. It lives across tests: forking one per test would
+    double a test's cost. The worker's wall clock bounds each test (no CPU-time limit here)."""
     global CHANNEL
     try:
         for number in CATCHABLE:  # the program runs as the same user and may signal us
             signal.signal(number, signal.SIG_IGN)
-        keep_fds([os.open("/dev/null", os.O_RDONLY), os.open("/dev/null", os.O_WRONLY),
-                  2, calls_fd, replies_fd, result_fd])  # fmt: skip
-        set_limits(request)
+        null_in, null_out = os.open("/dev/null", os.O_RDONLY), os.open("/dev/null", os.O_WRONLY)
+        keep_fds([null_in, null_out, 2, connection_fd])
+        set_limits(limits, cpu=False)
         become(CONFIG["user"])
-        deadline = time.monotonic() + request["timeout_s"]
-        CHANNEL = Channel(3, 4, request["output_bytes"], deadline)
-        remember_source("<setup>", request["setup"])
-        remember_source("<test>", request["source"])
-        try:
-            record = judge(request, CHANNEL)
-        except ProgramEnded as exc:
-            record = ended(exc, "test")
-        except OutputLimit:
-            record = {"status": "output_limit", "error": "output exceeded the limit"}
-        data = (json.dumps(record) + "\n").encode()
-        while data:
-            data = data[os.write(5, data) :]
+        connection = socket.socket(fileno=3)
+        while True:
+            _, fds, _, _ = socket.recv_fds(connection, 16, 3)
+            if len(fds) != 3:
+                return
+            with os.fdopen(fds[0], "rb") as request_file:
+                request = json.loads(request_file.read())
+            deadline = time.monotonic() + request["timeout_s"]
+            CHANNEL = Channel(fds[1], fds[2], request["output_bytes"], deadline)
+            remember_source("<setup>", request["setup"])
+            remember_source("<test>", request["source"])
+            try:
+                record = judge(request, CHANNEL)
+            except ProgramEnded as exc:
+                record = ended(exc, "test")
+            except OutputLimit:
+                record = {"status": "output_limit", "error": "output exceeded the limit"}
+            os.close(fds[1])
+            os.close(fds[2])
+            connection.send(json.dumps(record).encode())
     finally:
         os._exit(0)
 
@@ -425,12 +432,46 @@ def memfd_with(name: str, data: bytes) -> int:
     return fd
 
 
-def start_judge(request: dict, calls_w: int, replies_r: int, result_w: int) -> int:
-    pid = os.fork()
-    if pid == 0:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        run_judge(request, calls_w, replies_r, result_w)
-    return pid
+class Judge:
+    """The judge process (forked from this worker: it never runs the program's code), started
+    when an assert test needs it and again after a test it did not finish."""
+
+    def __init__(self) -> None:
+        self.pid, self.pidfd, self.limits = 0, -1, None
+        self.connection: socket.socket | None = None
+
+    def send(self, request: dict, calls_w: int, replies_r: int) -> None:
+        limits = {key: request[key] for key in LIMIT_KEYS}
+        if self.pid and (self.limits != limits or select.select([self.pidfd], [], [], 0)[0]):
+            self.stop()  # other limits, or a program killed it
+        if not self.pid:
+            self.start(limits)
+        request_fd = memfd_with("test", json.dumps(request).encode())
+        with contextlib.suppress(OSError):  # it just died: the test finds no record, says so
+            socket.send_fds(self.connection, [b"test"], [request_fd, calls_w, replies_r])
+        os.close(request_fd)
+
+    def start(self, limits: dict) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            judge_tests(theirs.fileno(), limits)
+        theirs.close()
+        self.pid, self.pidfd, self.limits, self.connection = pid, os.pidfd_open(pid), limits, ours
+
+    def resume(self) -> None:
+        """After each test: a program may have stopped it (SIGSTOP) for the next one."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):  # gone in a restart
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        self.connection.close()
+        os.close(self.pidfd)
+        self.pid, self.pidfd = 0, -1
 
 
 def exit_description(wait_status: int) -> tuple:
@@ -452,10 +493,58 @@ def drain(fd: int, buffer: bytearray, limit: int) -> None:
         pass
 
 
-def watch(request: dict, fds: dict, pidfd: int, start: float) -> str:
-    """Collect output until `pidfd` (the judge, or a stdio program) ends, the time limit or
-    the output limit; return why it stopped. `fds` maps readable fds to their buffers: stdout,
-    stderr (only its end is kept), then the judge's record or the stdio program's report."""
+class CallExchange:
+    """A call test, made by the judge worker itself: it runs no test code, so it needs no judge
+    process. After the program's greeting it writes the one call; the reply ends the test."""
+
+    def __init__(self, request: dict, calls_fd: int):
+        self.calls_fd = calls_fd
+        call = {"target": request["entry_point"], "arguments": request["input"], "plain": True}
+        self.unsent = memoryview((json.dumps(call) + "\n").encode())
+        self.greeted = False
+
+    def answered(self, replies: bytearray) -> bool:
+        lines = replies.count(b"\n")
+        if not self.greeted and lines:
+            self.greeted = True
+            os.set_blocking(self.calls_fd, False)  # written as the program reads
+            if b'"ready"' not in replies[: replies.index(b"\n")]:
+                return True  # it failed before its test: nothing to call
+        return lines >= 2
+
+    def writable(self) -> list:
+        return [self.calls_fd] if self.greeted and self.unsent else []
+
+    def write(self) -> None:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            self.unsent = self.unsent[os.write(self.calls_fd, self.unsent) :]
+
+    def record(self, replies: bytes) -> dict:
+        lines = replies.split(b"\n")[:-1]
+        messages = []
+        for line in lines[:2]:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            messages.append(message if type(message) is dict else {})
+        if not messages:
+            return ended(ProgramEnded("the program's process ended before its test"), "program")
+        if type(messages[0].get("ready")) is not list:
+            return program_failure(messages[0])
+        if len(messages) < 2:
+            return ended(
+                ProgramEnded("the program's process ended before the test finished"), "test"
+            )
+        return call_record(messages[1])
+
+
+def watch(request: dict, fds: dict, pidfd: int, start: float, exchange=None) -> str:
+    # exchange: a CallExchange, True (the judge's record ends the test), or None
+    """Collect output until `pidfd` (the judge, or the program) ends, the call test's reply,
+    the time limit or the output limit; return why it stopped. `fds` maps readable fds to
+    their buffers: stdout, stderr (only its end is kept), then the judge's record or the
+    program's replies."""
     deadline = start + request["timeout_s"]
     limit = request["output_bytes"]
     out_fd, err_fd, last_fd = fds
@@ -463,9 +552,14 @@ def watch(request: dict, fds: dict, pidfd: int, start: float) -> str:
     printed = 0  # stdout and stderr bytes, for the output limit
     while True:
         remaining = deadline - time.monotonic()
-        ready = select.select(open_fds, [], [], remaining)[0] if remaining > 0 else []
-        if not ready:
+        writable = exchange.writable() if isinstance(exchange, CallExchange) else []
+        ready, can_write, _ = (
+            select.select(open_fds, writable, [], remaining) if remaining > 0 else ([], [], [])
+        )
+        if not ready and not can_write:
             return "time_limit"
+        if can_write:
+            exchange.write()
         for fd in ready:
             if fd == pidfd:
                 return "exited"
@@ -476,6 +570,8 @@ def watch(request: dict, fds: dict, pidfd: int, start: float) -> str:
             printed += len(data) if fd != last_fd else 0
             if fd == err_fd and len(fds[fd]) > 2 * STDERR_KEEP:
                 del fds[fd][:-STDERR_KEEP]
+            if fd == last_fd and data and (exchange is True or exchange.answered(fds[fd])):
+                return "answered"
         if printed > limit or len(fds[last_fd]) > limit:
             return "output_limit"
 
@@ -492,19 +588,23 @@ def stdio_outcome(reports: bytes, wait_status: int) -> dict:
     return {"status": status, "error": error}
 
 
-def function_outcome(results: bytes, wait_status: int) -> dict:
+def function_outcome(packet: bytes, wait_status: int) -> dict:
     try:
-        record = json.loads(results.splitlines()[0])
-    except (ValueError, IndexError):
+        record = json.loads(packet)
+    except ValueError:
         error = "the judge process died (did the program signal it?)"
         return {"status": "runtime_error", "phase": "test", "error": error}
+    return with_exit(record, wait_status)
+
+
+def with_exit(record: dict, wait_status: int) -> dict:
     if record.pop("program_ended", False):  # say how: a CPU time limit, a signal, an exit
         status, how = exit_description(wait_status)
         record |= {"status": status, "error": f"{record['error']} ({how})"}
     return record
 
 
-def run_one(request: dict, server: Server) -> dict:
+def run_one(request: dict, server: Server, judge: Judge) -> dict:
     kind = request["kind"]
     job = {key: request[key] for key in ("program", "setup", "kind")}
     job["limits"] = {key: request[key] for key in LIMIT_KEYS}
@@ -525,29 +625,36 @@ def run_one(request: dict, server: Server) -> dict:
         if "syntax_error" in answer:
             return {"status": "syntax_error", "error": answer["syntax_error"], "seconds": 0.0}
         return {"status": "runtime_error", "error": "the program server died", "seconds": 0.0}
-    judge_pid = 0
-    if kind == "stdio":
-        os.close(calls_w)
-        pidfd, last_r = os.pidfd_open(answer["started"]), replies_r
-    else:
-        result_r, result_w = os.pipe()
-        judge_pid = start_judge(request, calls_w, replies_r, result_w)
-        for fd in (calls_w, replies_r, result_w):
+    exchange = None
+    if kind == "assert":
+        judge.send(request, calls_w, replies_r)
+        for fd in (calls_w, replies_r):
             os.close(fd)
-        pidfd, last_r = os.pidfd_open(judge_pid), result_r
+        pidfd, last_r = judge.pidfd, judge.connection.fileno()
+    else:
+        if kind == "stdio":
+            os.close(calls_w)
+        else:
+            exchange = CallExchange(request, calls_w)
+        pidfd, last_r = os.pidfd_open(answer["started"]), replies_r
     buffers = {out_r: bytearray(), err_r: bytearray(), last_r: bytearray()}
-    stopped = watch(request, buffers, pidfd, start)
+    stopped = watch(request, buffers, pidfd, start, exchange or kind == "assert")
     seconds = time.monotonic() - start
     wait_status = server.ask(b"stop").get("stopped", 0)
-    if judge_pid:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):  # gone in a restart
-            os.kill(judge_pid, signal.SIGKILL)
-            os.waitpid(judge_pid, 0)
     limit = request["output_bytes"]
+    if kind == "assert":
+        record = bytes(buffers.pop(last_r))
+        if stopped == "answered":
+            judge.resume()
+        else:
+            judge.stop()  # it may be in the middle of the test
+    else:
+        os.close(pidfd)
     for fd in buffers:
         drain(fd, buffers[fd], limit)
         os.close(fd)
-    os.close(pidfd)
+    if exchange:
+        os.close(calls_w)
     stdout = bytes(buffers[out_r])
     reply = {
         "seconds": seconds,
@@ -560,7 +667,9 @@ def run_one(request: dict, server: Server) -> dict:
         return reply | {"status": "output_limit", "error": f"output exceeded {limit} bytes"}
     if kind == "stdio":
         return reply | stdio_outcome(bytes(buffers[last_r]), wait_status)
-    return reply | function_outcome(bytes(buffers[last_r]), wait_status)
+    if exchange:
+        return reply | with_exit(exchange.record(bytes(buffers[last_r])), wait_status)
+    return reply | function_outcome(record, wait_status)
 
 
 LIMIT_KEYS = ("timeout_s", "memory_mb", "output_bytes", "max_processes", "max_open_files",
@@ -571,12 +680,16 @@ def main() -> None:
     prctl(PR_SET_DUMPABLE, 0)  # no same-uid process may read or write this one's memory
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as PID 1 (bwrap) no other signal can reach it
-    server = Server()
+    server, judge = Server(), Judge()
     server.start()
     gc.freeze()  # forked judges' garbage collections then leave the worker's pages shared
     send({"ready": True, "python": sys.version.split()[0], "uid": os.getuid()})
     for line in sys.stdin.buffer:
-        send(run_one(json.loads(line), server))
+        send(run_one(json.loads(line), server, judge))
+    if judge.pid:  # reaped here, not left to an init that may never reap them
+        judge.stop()
+    server.connection.close()
+    kill_descendants(0)
 
 
 if __name__ == "__main__":
