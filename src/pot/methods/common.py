@@ -13,7 +13,7 @@ from pot.tasks import Task
 # The metadata a method may see; anything else (a reference solution) stays with the judge.
 PUBLIC_METADATA = frozenset(
     ["source", "variant", "public_tests_from", "question_title", "platform", "contest_id",
-     "contest_date", "difficulty"]
+     "contest_date", "difficulty", "evalplus_task_id", "test_groups"]
 )  # fmt: skip
 
 
