@@ -151,7 +151,7 @@ def test_assert_failure_is_a_wrong_answer_with_the_actual_value(box: Sandbox):
     program = "def add(a, b):\n    return a - b\n"
     evaluation = box.evaluate(program, [Test("assert", source="assert add(2, 3) == 5")])
     assert evaluation.verdict is Verdict.WRONG_ANSWER
-    assert "add(2, 3) returned -1" in evaluation.results[0].error
+    assert "add(2, 3) returned -1, expected 5" in evaluation.results[0].error
 
 
 def test_exception_in_the_program_is_a_runtime_error_with_traceback(box: Sandbox):

@@ -235,8 +235,8 @@ def failed_in_test(exc: BaseException) -> bool:
 
 
 def failed_assert_values(exc: BaseException, channel: Channel) -> str:
-    """For `assert a == b` in a test: the value of `a` (what the program actually returned)
-    and of `b`, evaluated again in the failing frame, with a short deadline."""
+    """For `assert a == b` in a test: the values of `a` (what the program actually returned)
+    and `b` (what was expected), evaluated again in the failing frame, with a short deadline."""
     tb = last_frame(exc)
     source = "".join(linecache.cache["<test>"][2])
     for node in ast.walk(ast.parse(source)):
@@ -251,9 +251,16 @@ def failed_assert_values(exc: BaseException, channel: Channel) -> str:
                 channel.deadline - time.monotonic()
             )
             frame = tb.tb_frame
-            left = compile(ast.Expression(node.test.left), "<test>", "eval")
-            value = eval(left, frame.f_globals, frame.f_locals)
-            return f"{ast.unparse(node.test.left)} returned {clip(repr(value), 300)}"
+            left, right = (
+                eval(
+                    compile(ast.Expression(side), "<test>", "eval"), frame.f_globals, frame.f_locals
+                )
+                for side in (node.test.left, node.test.comparators[0])
+            )
+            return (
+                f"{ast.unparse(node.test.left)} returned {clip(repr(left), 300)}, "
+                f"expected {clip(repr(right), 300)}"
+            )
     return ""
 
 
