@@ -1,6 +1,9 @@
 """A real tiny policy whose rollouts are scripted, for exact tests of the search arithmetic."""
 
 import itertools
+import os
+import signal
+import time
 
 from pot.policy import Completion, TransformersPolicy
 from pot.policy.tiny import tiny_random_model
@@ -37,3 +40,32 @@ class ScriptedPolicy(TransformersPolicy):
 
     def greedy(self, prompt, *, max_new_tokens=2048, **decoding):
         return self._complete(prompt, max_new_tokens)
+
+
+class FaultyPolicy(ScriptedPolicy):
+    """Scripted, but its greedy decoding (zero-shot's and `single`'s) misbehaves on the tasks
+    whose prompt holds a key of `faults`: "raise" raises, "hang" sleeps for an hour, "die"
+    kills its own process; "die-once:PATH" dies only while PATH does not exist (creating it),
+    so that a retry on a fresh worker succeeds."""
+
+    def __init__(self, programs: list[str], faults: dict[str, str]) -> None:
+        super().__init__(programs)
+        self.faults = faults
+
+    def greedy(self, prompt, *, max_new_tokens=2048, **decoding):
+        for marker, fault in self.faults.items():
+            if marker in prompt[-1]["content"]:
+                misbehave(fault)
+        return super().greedy(prompt, max_new_tokens=max_new_tokens, **decoding)
+
+
+def misbehave(fault: str) -> None:
+    kind, _, path = fault.partition(":")
+    if kind == "raise":
+        raise RuntimeError("prompt too long: 9000 tokens, the context holds 8192")
+    if kind == "hang":
+        time.sleep(3600)
+    if kind == "die" or (kind == "die-once" and not os.path.exists(path)):
+        if path:
+            open(path, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -2,6 +2,7 @@
 two configs. The policy is scripted (tests/scripted.py); the programs run in the real sandbox."""
 
 import json
+import random
 import shutil
 import signal
 import subprocess
@@ -49,11 +50,19 @@ def scripted() -> SerialExecutor:
 def comparable(record: dict) -> dict:
     """A record without what differs between two runs of the same job: timings, the worker."""
     record = json.loads(json.dumps(record))
-    del record["worker"]
+    del record["worker"], record["session"]
     record["costs"] = {k: v for k, v in record["costs"].items() if not k.endswith("_s")}
-    for node in record["trace"]["nodes"]:
+    for node in record["trace"].get("nodes", []):  # code results: a search tree
         del node["created_s"]
     return record
+
+
+@pytest.fixture(scope="module")
+def math_run(tmp_path_factory) -> dict[tuple, dict]:
+    from tests.test_math_tasks import MATH_SPEC, math_executor, math_tasks
+
+    out = tmp_path_factory.mktemp("math")
+    return by_key(run_bench(out, MATH_SPEC, math_tasks(), math_executor()))
 
 
 def by_key(records: list[dict]) -> dict[tuple, dict]:
@@ -155,23 +164,45 @@ KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
 from pot.bench import run_bench
-from tests.test_bench import SPEC, bench_tasks, scripted
+from tests.test_bench import kill_case
+spec, tasks, executor = kill_case(sys.argv[2])
 count = []
 def kill_self(record):
     count.append(record)
-    if len(count) == 3:
+    if len(count) == int(sys.argv[3]):
         os.kill(os.getpid(), signal.SIGKILL)
-run_bench(Path(sys.argv[1]), SPEC, bench_tasks(), scripted(), on_result=kill_self)
+if __name__ == "__main__":
+    run_bench(Path(sys.argv[1]), spec, tasks, executor, on_result=kill_self)
 """
+KILL_POINTS = sorted(random.Random(14).sample(range(1, 12), 3))  # after that many records
 
 
-def test_sigkill_mid_run_then_resume(tmp_path, uninterrupted):
-    command = [sys.executable, "-c", KILLED_RUN, str(tmp_path)]
-    killed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert len(RunFolder(tmp_path).records()) == 3
-    resumed = run_bench(tmp_path, SPEC, bench_tasks(), scripted())
-    assert by_key(resumed) == uninterrupted
+def kill_case(domain: str) -> tuple:
+    """The run that a killed subprocess makes: code (SPEC) or math (`pot math`'s runner)."""
+    if domain == "math":
+        from tests.test_math_tasks import MATH_SPEC, math_executor, math_tasks
+
+        return MATH_SPEC, math_tasks(), math_executor()
+    return SPEC, bench_tasks(), scripted()
+
+
+@pytest.mark.parametrize("domain", ["code", "math"])
+def test_sigkill_at_three_random_points_then_resume(tmp_path, domain, request):
+    spec, tasks, executor = kill_case(domain)
+    expected = request.getfixturevalue("uninterrupted" if domain == "code" else "math_run")
+    written = 0
+    for point in KILL_POINTS:
+        command = [sys.executable, "-c", KILLED_RUN, str(tmp_path), domain, str(point - written)]
+        killed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        written = point
+        assert len(RunFolder(tmp_path).records()) == point
+    resumed = run_bench(tmp_path, spec, tasks, executor)
+    assert by_key(resumed) == expected
+    on_disk = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert by_key(on_disk) == expected  # every key once: nothing lost, nothing duplicated
+    sessions = json.loads((tmp_path / "run.json").read_text())["sessions"]
+    assert [s["number"] for s in sessions] == [1, 2, 3, 4]
 
 
 def test_a_different_config_in_the_same_folder_is_an_error(tmp_path):
@@ -188,10 +219,11 @@ def test_a_different_config_in_the_same_folder_is_an_error(tmp_path):
         run_bench(tmp_path, overridden, one_task, scripted())
 
 
-def test_a_run_that_wrote_no_result_yet_can_start_over_with_another_config(tmp_path):
-    def no_such_model() -> None:
-        raise ValueError("model not found")
+def no_such_model() -> None:
+    raise ValueError("model not found")
 
+
+def test_a_run_that_wrote_no_result_yet_can_start_over_with_another_config(tmp_path):
     with pytest.raises(ValueError, match="model not found"):
         run_bench(tmp_path, SMALL, bench_tasks(), SerialExecutor(no_such_model))
     changed = BenchSpec(**{**SMALL.__dict__, "seeds": [0]})
@@ -216,7 +248,7 @@ def test_two_runners_cannot_write_one_folder(tmp_path):
     def start_a_second_runner(record: dict) -> None:
         run_bench(tmp_path, SMALL, bench_tasks(), scripted())
 
-    with pytest.raises(BenchError, match="another `pot bench` is writing"):
+    with pytest.raises(BenchError, match="another run is writing"):
         run_bench(tmp_path, SMALL, bench_tasks(), scripted(), on_result=start_a_second_runner)
 
 

@@ -35,7 +35,7 @@ def test_bench_runs_resumes_and_refuses_a_changed_config(tiny_model_dir, tmp_pat
     command = [*BENCH, "--model", str(tiny_model_dir), "--out", str(out)]
     result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
-    assert "12 results" in result.output and f"pot report {out}" in result.output
+    assert "12 jobs" in result.output and f"pot report {out}" in result.output
     records = [json.loads(line) for line in lines(out / "results.jsonl")]
     assert len({(r["task_id"], r["method"], r["seed"]) for r in records}) == 12
     config = json.loads((out / "run.json").read_text())["config"]

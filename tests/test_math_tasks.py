@@ -1,8 +1,14 @@
 import json
 import re
+from functools import partial
 
 import pytest
+from typer.testing import CliRunner
 
+from pot.bench import BenchSpec, SerialExecutor, run_bench
+from pot.bench.report import write_report
+from pot.cli import app
+from pot.policy.tiny import tiny_random_model
 from pot.tasks import TaskFormatError
 from pot.tasks.math import (
     answers_equal,
@@ -12,6 +18,7 @@ from pot.tasks.math import (
     load_math_tasks,
     normalize_answer,
 )
+from tests.scripted import ScriptedPolicy
 
 
 @pytest.mark.parametrize(
@@ -157,3 +164,76 @@ def test_arithmetic_problems_are_seeded_and_correct():
             "price": lambda n: n[2] - n[0] * n[1],
         }[kind](numbers)
         assert int(task.answer) == expected > 0
+
+
+# --- `pot math` through the bench runner -----------------------------------------------------
+
+MATH_SPEC = BenchSpec(
+    domain="math",
+    tasks="arith:4:1",
+    methods=["single", "majority", "ttrl"],
+    budget="",
+    overrides={
+        "icpo.rounds": "1",
+        "icpo.k": "2",
+        "icpo.entropy_k": "1",
+        "icpo.final_k": "2",
+        "icpo.max_new_tokens": "16",
+    },
+)
+MATH_SET = [f"--set={key}={value}" for key, value in MATH_SPEC.overrides.items()]
+
+
+def math_tasks():
+    return load_math_tasks(MATH_SPEC.tasks)
+
+
+def math_executor() -> SerialExecutor:
+    answers = ["so \\boxed{7}", "so \\boxed{9}", "so \\boxed{7}", "no answer"]
+    return SerialExecutor(partial(ScriptedPolicy, answers, tokens=6))
+
+
+def test_math_runs_through_the_bench_runner(tmp_path):
+    records = run_bench(tmp_path, MATH_SPEC, math_tasks(), math_executor())
+    assert len(records) == 12 and len(lines(tmp_path / "results.jsonl")) == 12
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["config"]["domain"] == "math" and run["identity"]["sandbox"] is None
+    assert run["config"]["method_configs"]["ttrl"]["icpo"]["k"] == 2
+    single = next(r for r in records if r["method"] == "single")
+    assert single["answers"] == ["7"] and single["worker"] == "local"
+    majority = next(r for r in records if r["method"] == "majority")
+    assert majority["costs"]["programs"] == 8  # ME-ICPO's nominal count: 1 x (2x2 + 2x1) + 2
+    ttrl = next(r for r in records if r["method"] == "ttrl")
+    assert len(ttrl["trace"]["updates"]) == 3 and ttrl["costs"]["gradient_steps"] > 0
+    text = write_report(tmp_path).read_text()
+    assert "## Accuracy and mean costs per question" in text and "| single | 4 |" in text
+
+
+def test_pot_math_resumes_survives_a_cut_line_and_refuses_other_settings(tmp_path):
+    model, tokenizer = tiny_random_model(seed=0, context_length=4096)  # ME-ICPO's long prompt
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    out = tmp_path / "run"
+    command = [
+        "math", "--tasks", "arith:2", "--methods", "single,majority", *MATH_SET,
+        "--model", str(tmp_path / "model"), "--out", str(out),
+    ]  # fmt: skip
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    results = out / "results.jsonl"
+    assert len(lines(results)) == 4 and (out / "config.toml").exists()
+    assert not any("error" in r for r in lines(results))
+    data = results.read_bytes()
+    results.write_bytes(data[:-40])  # a kill cut the last line
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert len(lines(results)) == 4
+    assert len({(r["task_id"], r["method"], r["seed"]) for r in lines(results)}) == 4
+    changed = CliRunner().invoke(app, [*command, "--set", "icpo.k=3"])
+    assert changed.exit_code == 2 and "different config" in changed.output
+    assert len(changed.output.strip().splitlines()) == 1
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

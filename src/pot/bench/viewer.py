@@ -74,7 +74,7 @@ def index_page(run: dict[str, Any] | None, records: list[Record]) -> str:
 def write_run_pages(folder: Path) -> Path:
     """Write folder/view/index.html and one page per result; return the index."""
     run_folder = RunFolder(folder)
-    records = run_folder.records()
+    records = run_folder.result_records()
     if not records:
         raise ViewerError(f"{run_folder.results} has no results: run `pot bench` first")
     out = Path(folder) / VIEW_DIR

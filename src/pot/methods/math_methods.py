@@ -10,11 +10,9 @@ of a fresh LoRA adapter on groups of k answers rewarded by agreeing with the gro
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -186,30 +184,6 @@ def solve_math(
         costs=ledger.finish(),
         trace=trace,
     )
-
-
-def run_math_bench(
-    out: Path,
-    tasks: list[MathTask],
-    methods: list[str],
-    policy: Policy,
-    config: MathConfig,
-    seed: int = 0,
-    progress: Callable[[Iterable], Iterable] = iter,
-) -> list[dict[str, Any]]:
-    """Every method on every task into OUT/results.jsonl; finished pairs are not rerun."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    done = {(r["task_id"], r["method"], r["seed"]) for r in records}
-    todo = [(t, m) for t in tasks for m in methods if (t.id, m, seed) not in done]
-    with path.open("a") as file:
-        for task, method in progress(todo):
-            record = solve_math(task, policy, method, config, seed=seed).to_dict()
-            file.write(json.dumps(record) + "\n")
-            file.flush()
-            records.append(record)
-    return [r for r in records if r["method"] in methods and r["seed"] == seed]
 
 
 def summary_rows(records: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]]:

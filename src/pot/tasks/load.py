@@ -18,7 +18,12 @@ finds "mbpp/523", mbppplus/Mbpp/2 and mbppplus/2 find "mbppplus/Mbpp/2".
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pot.tasks.formats import tasks_of_records
 from pot.tasks.hf import load_hf
@@ -37,18 +42,78 @@ SPEC_HELP = (
 FILE_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 MBPPPLUS_SPLIT_NAMES = ("validation", "train")  # pot.tasks.mbppplus.MBPPPLUS_SPLITS
 PATH_WITH_ID = re.compile(r"^(.*?\.jsonl?(?:\.gz)?)/(.+)$")
+AnyTask = TypeVar("AnyTask")  # a Task or a MathTask: anything with `id` and `metadata`
 
 
-def load_tasks(spec: str, *, limit: int | None = None) -> list[Task]:
-    """The tasks `spec` names (all of a collection, or the one task of an id spec); the first
-    `limit` of them when given."""
+@dataclass(frozen=True)
+class Selection:
+    """Which tasks of a source a run takes, applied in this order: the contest-date window
+    (LiveCodeBench's `contest_date`, both ends inclusive, days as YYYY-MM-DD: the paper's v5
+    and v6 are such windows), the ids, then skip the first `skip` and keep the next `limit`."""
+
+    ids: tuple[str, ...] = ()
+    skip: int = 0
+    limit: int | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.skip < 0 or (self.limit is not None and self.limit < 0):
+            raise TaskFormatError("--skip and --limit take a count >= 0")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    datetime.date.fromisoformat(value)
+                except ValueError:
+                    raise TaskFormatError(
+                        f"--{name} {value!r}: give a day as YYYY-MM-DD, e.g. 2024-08-01"
+                    ) from None
+        if self.since and self.until and self.since > self.until:
+            raise TaskFormatError(f"--since {self.since} is after --until {self.until}")
+
+    @classmethod
+    def parse_ids(cls, text: str) -> tuple[str, ...]:
+        ids = tuple(part.strip() for part in text.split(",") if part.strip())
+        if not ids or len(set(ids)) != len(ids):
+            raise TaskFormatError(f"--ids {text!r}: give distinct task ids, e.g. 2,6,567")
+        return ids
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "ids": list(self.ids)}
+
+    def apply(self, tasks: Sequence[AnyTask], source: str) -> list[AnyTask]:
+        chosen = list(tasks)
+        if self.since or self.until:
+            chosen = [t for t in chosen if self.in_window(t, source)]
+        if self.ids:
+            chosen = [find_task(chosen, task_id, source) for task_id in self.ids]
+        chosen = chosen[self.skip :]
+        return chosen if self.limit is None else chosen[: self.limit]
+
+    def in_window(self, task: Any, source: str) -> bool:
+        day = str(task.metadata.get("contest_date", ""))[:10]
+        if not day:
+            raise TaskFormatError(
+                f"--since/--until select by contest_date, and {task.id} of {source} has none "
+                "(LiveCodeBench tasks have it)"
+            )
+        return (self.since or day) <= day <= (self.until or day)
+
+
+def load_tasks(
+    spec: str, *, limit: int | None = None, selection: Selection | None = None
+) -> list[Task]:
+    """The tasks `spec` names (all of a collection, or the one task of an id spec), narrowed
+    by `selection`; `limit` is a shorthand for Selection(limit=...)."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    selection = selection or Selection(limit=limit)
     source, task_id = split_spec(spec)
     tasks = load_source(source)
     if task_id is not None:
         return [find_task(tasks, task_id, source)]
-    return tasks if limit is None else tasks[:limit]
+    return selection.apply(tasks, source)
 
 
 def get_task(spec: str) -> Task:
@@ -110,7 +175,7 @@ def load_source(source: str) -> list[Task]:
     raise TaskFormatError(f"unknown task spec '{source}'; {SPEC_HELP}")
 
 
-def find_task(tasks: list[Task], task_id: str, source: str) -> Task:
+def find_task(tasks: Sequence[AnyTask], task_id: str, source: str) -> AnyTask:
     """The task with id `task_id`, or whose id ends in "/<task_id>" (523 → mbpp/523,
     Mbpp/2 → mbppplus/Mbpp/2)."""
     matches = [task for task in tasks if task.id == task_id] or [
