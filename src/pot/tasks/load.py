@@ -18,7 +18,6 @@ finds "mbpp/523", mbppplus/Mbpp/2 and mbppplus/2 find "mbppplus/Mbpp/2".
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import re
 from collections.abc import Sequence
@@ -78,9 +77,6 @@ class Selection:
         if not ids or len(set(ids)) != len(ids):
             raise TaskFormatError(f"--ids {text!r}: give distinct task ids, e.g. 2,6,567")
         return ids
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ids": list(self.ids)}
 
     def apply(self, tasks: Sequence[AnyTask], source: str) -> list[AnyTask]:
         chosen = list(tasks)
