@@ -3,9 +3,9 @@
     python benchmarks/engine_speed.py [--threads 2] [--k 3] [--max-new-tokens 256]
 
 1. Generated tokens per second, single stream and k siblings of one prompt:
-   transformers (TransformersPolicy.sample, LoRA attached), our llama.cpp engine with the LoRA
-   attached (decoding with the live adapter and llama.cpp's own log-probs), and raw llama.cpp
-   (the same decoding loop, no adapter: the limit here).
+   transformers (TransformersPolicy.sample, LoRA attached), our llama.cpp engine with the live
+   adapter (after one GRPO update; decoding and llama.cpp's own log-probs), and raw llama.cpp
+   (the same decoding loop, no adapter, no log-probs: the limit here).
 2. Adapter swap latency per GRPO update: GGUF conversion + load into the running context.
 3. One PoT iteration at k with the llama.cpp engine, at depth 1 (the problem alone) and at
    depth 3 (the problem and two earlier attempts with their feedback: long prompts), by two
@@ -72,6 +72,9 @@ def main() -> None:
         f"{args.threads} threads, load average {load_before:.2f}"
     )
 
+    # one update first, so that llama.cpp samples with a live (non-zero) adapter
+    group = llama.sample(prompt, args.k, max_new_tokens=32, seed=99)
+    trainers["llamacpp"].update(prompt, group, [1.0] + [0.0] * (args.k - 1))
     throughput = []
     for n in (1, args.k):
         runs = {

@@ -222,6 +222,19 @@ def test_siblings_share_one_prompt_evaluation_and_are_seeded(policy):
     assert all(c.token_ids == greedy.token_ids for c in coldest)
 
 
+@pytest.mark.slow
+def test_an_adapter_that_adds_nothing_is_not_loaded_into_llamacpp(policy):
+    GRPOTrainer(policy, GRPOConfig())  # fresh: LoRA B = 0
+    policy.sync_adapter()
+    assert not policy.engine.adapter
+    push_toward(policy, SHORT_PROMPT, "```python\nprint(1)\n```", steps=1)
+    policy.sync_adapter()
+    assert policy.engine.adapter  # a GGUF LoRA file, loaded
+    policy.reset()
+    policy.sync_adapter()
+    assert not policy.engine.adapter
+
+
 def next_token_logits(policy: LlamaCppPolicy, prompt: str) -> tuple[list[int], np.ndarray]:
     ids, seen = policy.encode_prompt(prompt), []
 

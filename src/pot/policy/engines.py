@@ -1,9 +1,10 @@
 """Rollout engine choice: transformers (reference), llama.cpp (CPU, GGUF) or vLLM (GPU).
 
-Every engine trains the adapter in transformers + PEFT and computes log-probs there; they
-differ only in who samples. `auto` takes the fastest one that is installed and can run the
-model: vLLM where a CUDA GPU and vLLM are present, else llama.cpp for a model with a GGUF
-file (the embedded ones), else transformers.
+Every engine trains the adapter in transformers + PEFT (GRPO's pi_old is computed there);
+they differ in who samples, and llama.cpp also scores what it sampled for the priors. `auto`
+takes the fastest one that is installed and can run the model: vLLM where a CUDA GPU and vLLM
+are present, else llama.cpp for a model with a GGUF file (the embedded ones), else
+transformers.
 """
 
 from __future__ import annotations
@@ -51,14 +52,20 @@ def resolve_engine(model: str, engine: str = "auto") -> str:
     return engine
 
 
-def load_policy(model: str = "default", engine: str = "auto", device: str | None = None) -> Policy:
+def load_policy(
+    model: str = "default",
+    engine: str = "auto",
+    device: str | None = None,
+    *,
+    threads: int | None = None,
+) -> Policy:
     """A policy for `model` sampling with `engine`; device (transformers only) defaults to
-    the GPU when one is visible."""
+    the GPU when one is visible; threads (llama.cpp only) to torch's thread count."""
     chosen = resolve_engine(model, engine)
     if chosen == "llamacpp":
         from pot.policy.llamacpp_policy import LlamaCppPolicy
 
-        return LlamaCppPolicy.load(model)
+        return LlamaCppPolicy.load(model, threads=threads)
     if chosen == "vllm":
         from pot.policy.vllm_policy import VLLMPolicy
 

@@ -30,10 +30,10 @@ from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pot.policy.base import Completion, Prompt
+from pot.policy.fence import FenceStop
 from pot.policy.gguf_lora import GgufBase, write_gguf_lora
 from pot.policy.models import gguf_path, load_model
 from pot.policy.transformers_policy import AdapterState, TransformersPolicy
-from pot.prompts import closing_fence_end
 
 LOGPROB_SOURCES = ("llamacpp", "transformers")  # who scores the sampled tokens for the priors
 Picker = Callable[[list[int], np.ndarray], list[int]]  # rows, their logits -> their tokens
@@ -298,13 +298,18 @@ class LlamaCppPolicy(TransformersPolicy):
         self.engine.cached = []
 
     def sync_adapter(self) -> None:
-        """Give llama.cpp the training adapter if its weights changed since the last swap."""
+        """Give llama.cpp the training adapter if its weights changed since the last swap.
+
+        An adapter that adds nothing (every LoRA B zero, as initialised: each problem's first
+        expansion) is not loaded: the logits are the base model's either way, and llama.cpp
+        then skips the LoRA products.
+        """
         current = self.adapter_state() if isinstance(self.model, PeftModel) else None
         if _same_adapter(current, self._synced):
             return
         start = time.perf_counter()
         path = None
-        if current is not None:
+        if current is not None and not self.adapter_is_identity():
             path = Path(self._workdir.name) / "adapter.gguf"
             write_gguf_lora(self.model, self.gguf_base, path)
         self.engine.set_adapter(path)
@@ -318,25 +323,14 @@ class _StopRule:
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, eos: set[int], rows: int, fence: bool
     ) -> None:
-        self.tokenizer = tokenizer
         self.eos = eos
-        self.fence = fence
-        self.texts = [""] * rows
-        self.lengths = [0] * rows
-        self.fence_lengths: list[int | None] = [None] * rows
+        self.fence = FenceStop(tokenizer, rows) if fence else None
+        self.fence_lengths = self.fence.lengths if fence else [None] * rows
 
     def __call__(self, row: int, token: int) -> bool:
-        self.lengths[row] += 1
         if token in self.eos:
             return True
-        if not self.fence:
-            return False
-        # decoding token by token, as the transformers engine's stopping criterion does
-        self.texts[row] += self.tokenizer.decode([token])
-        if closing_fence_end(self.texts[row]) is not None:
-            self.fence_lengths[row] = self.lengths[row]
-            return True
-        return False
+        return self.fence is not None and self.fence.add(row, token)
 
 
 class Sampler:

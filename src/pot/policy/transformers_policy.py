@@ -21,6 +21,7 @@ from transformers import (
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from pot.policy.base import Completion, Prompt
+from pot.policy.fence import FenceStop
 from pot.policy.models import load_model
 from pot.prompts import closing_fence_end
 
@@ -471,22 +472,16 @@ class _ClosingFenceStop(StoppingCriteria):
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, batch_size: int, enabled: bool = True
     ) -> None:
-        self.tokenizer = tokenizer
+        self.fence = FenceStop(tokenizer, batch_size)
         self.enabled = enabled
-        self.texts = [""] * batch_size
-        self.stop_lengths: list[int | None] = [None] * batch_size
-        self.generated = 0
+        self.stop_lengths = self.fence.lengths  # per row: tokens up to its closing fence
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        # called once per new token, so decoding only the last one keeps this linear in length
-        self.generated += 1
-        if not self.enabled:
-            return torch.zeros(len(self.texts), dtype=torch.bool, device=input_ids.device)
-        for row, token in enumerate(input_ids[:, -1].tolist()):
-            if self.stop_lengths[row] is None:
-                self.texts[row] += self.tokenizer.decode([token])
-                if closing_fence_end(self.texts[row]) is not None:
-                    self.stop_lengths[row] = self.generated
+        # called once per new token: every unfinished row gets its newest token
+        if self.enabled:
+            for row, token in enumerate(input_ids[:, -1].tolist()):
+                if self.stop_lengths[row] is None:
+                    self.fence.add(row, token)
         return torch.tensor(
             [length is not None for length in self.stop_lengths], device=input_ids.device
         )

@@ -33,9 +33,9 @@ from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pot.policy.base import Completion, Prompt
+from pot.policy.fence import fence_length
 from pot.policy.models import ALIASES, EMBEDDED_MODELS, cached_embedded_model, load_model
 from pot.policy.transformers_policy import AdapterState, TransformersPolicy
-from pot.prompts import closing_fence_end
 
 FENCE = "```"
 
@@ -143,7 +143,7 @@ class VLLMPolicy(TransformersPolicy):
         room = self._room_for(len(prompt_ids), max_new_tokens)
         self.sync_adapter()
         generated = self._decode(prompt_ids, n, room, sampling, seed, stop_at_fence)
-        fences = [self._fence_length(ids) if stop_at_fence else None for ids in generated]
+        fences = [fence_length(self.tokenizer, ids) if stop_at_fence else None for ids in generated]
         outputs = [
             ids[:fence] if fence else ids for ids, fence in zip(generated, fences, strict=True)
         ]
@@ -176,7 +176,11 @@ class VLLMPolicy(TransformersPolicy):
                 rows[row] += list(output.token_ids)
                 self.generated_tokens += len(output.token_ids)
                 at_fence = output.finish_reason == "stop" and output.stop_reason == FENCE
-                if at_fence and len(rows[row]) < room and self._fence_length(rows[row]) is None:
+                if (
+                    at_fence
+                    and len(rows[row]) < room
+                    and fence_length(self.tokenizer, rows[row]) is None
+                ):
                     still_open.append(row)
             round_ += 1
             if not still_open:
@@ -204,15 +208,6 @@ class VLLMPolicy(TransformersPolicy):
             lora_request=self._lora_request,
             use_tqdm=False,
         )
-
-    def _fence_length(self, ids: list[int]) -> int | None:
-        """Tokens up to the one that closes the first fenced block (None if none does)."""
-        text = ""
-        for length, token in enumerate(ids, start=1):
-            text += self.tokenizer.decode([token])
-            if closing_fence_end(text) is not None:
-                return length
-        return None
 
     def sync_adapter(self) -> None:
         """Serve the training adapter under a new LoRARequest if its weights changed; the old
