@@ -14,9 +14,6 @@ Known disagreements, each named where it is excluded:
 - Mbpp/599: the reference sums range(10**8) on three plus inputs, 2-6 s each on this machine;
   our per-test limit is 4 s, EvalPlus's is 4x the reference's own time, so a correct program
   passes there and may time out here depending on load. Its verdicts are not compared.
-- Mbpp/737, /787, /794 (EvalPlus's not-None oracle): the references return `re.Match`, which
-  the sandbox cannot carry back; EvalPlus passes them, our judge says wrong_answer (unsupported
-  type) until the judge passes such values to the oracle. Programs returning bools agree.
 """
 
 from __future__ import annotations
@@ -44,7 +41,6 @@ MUTANTS_PER_TASK = 3
 # References taking 0.3-6 s per plus input: no mutants for these, to keep the test short.
 SLOW_REFERENCES = {"Mbpp/583", "Mbpp/589", "Mbpp/592", "Mbpp/599", "Mbpp/603"}
 NOT_COMPARED = {"Mbpp/599": "time-limit dependent (see the module docstring)"}
-RETURNS_UNSUPPORTED_VALUES = {"Mbpp/737", "Mbpp/787", "Mbpp/794"}  # re.Match, see above
 OPERATORS = ("off-by-one", "return-type", "swap-branches", "float-rounding", "tuple-list")
 
 
@@ -213,7 +209,7 @@ def disagreements(verdicts: list, kind: str) -> list:
     return [
         (task_id, ours, theirs, program)
         for task_id, what, ours, theirs, program in verdicts
-        if what == kind and ours != theirs and task_id not in RETURNS_UNSUPPORTED_VALUES
+        if what == kind and ours != theirs
     ]
 
 
@@ -231,10 +227,3 @@ def test_mutants_get_evalplus_verdicts(verdicts):
     # the mutants exercise every outcome: fail base, pass base only, pass both
     outcomes = {theirs for _, _, _, theirs, _ in mutated}
     assert outcomes == {(False, False), (True, False), (True, True)}
-
-
-def test_not_none_tasks_fail_only_for_the_unsupported_match_values(verdicts):
-    canonical = {v[0]: v for v in verdicts if v[1] == "canonical"}
-    for task_id in RETURNS_UNSUPPORTED_VALUES:
-        _, _, ours, theirs, _ = canonical[task_id]
-        assert theirs == (True, True) and ours == (False, False)

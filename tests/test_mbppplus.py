@@ -91,12 +91,32 @@ def test_one_task_specs(spec):
 def test_not_none_and_no_plus_tasks(small_file, cache):
     tasks = {task.metadata["evalplus_task_id"]: task for task in load_mbppplus(small_file)}
     check_str = tasks["Mbpp/737"]
-    assert [values.decode(t.expected) for t in check_str.public_tests] == [True, False, True]
-    assert {t.oracle for t in check_str.hidden_tests} == {"evalplus-not-none"}
+    assert check_str.public_tests[1].source == (
+        "_out = check_str('dawood')\n"
+        "assert (_out if type(_out) is bool else _out is not None) == False"
+    )
+    assert {t.kind for t in check_str.hidden_tests} == {"assert"}
     last = tasks["Mbpp/793"]
     assert len(last.public_tests) == 3 and last.hidden_tests == last.public_tests
     assert tasks["Mbpp/574"].hidden_tests[0].atol == 0.0001
     assert tasks["Mbpp/581"].public_tests[0].oracle == "evalplus-surface-area"
+
+
+# EvalPlus's not-None rule on Mbpp/737: a re.Match or None passes, so do bools, and anything
+# else counts by `is not None` (0 is "something", so it fails where None is expected).
+NOT_NONE_ANSWERS = {
+    "import re\ndef check_str(s):\n    return re.search('^[aeiouAEIOU][A-Za-z0-9_]*', s)": True,
+    "def check_str(s):\n    return s != '' and s[0] in 'aeiouAEIOU'": True,
+    "def check_str(s):\n    return 1 if s and s[0] in 'aeiouAEIOU' else None": True,
+    "def check_str(s):\n    return 1 if s and s[0] in 'aeiouAEIOU' else 0": False,
+    "def check_str(s):\n    return s": False,
+}
+
+
+def test_not_none_tasks_judge_matches_bools_and_none_as_evalplus(sandbox):
+    task = get_task("mbppplus/Mbpp/737")
+    for program, passes in NOT_NONE_ANSWERS.items():
+        assert sandbox.evaluate_task(task, program, "hidden").all_passed is passes, program
 
 
 def test_cached_load_returns_the_fresh_tests(small_file, cache, monkeypatch):

@@ -4,7 +4,8 @@ Both values arrive decoded by `pot.sandbox.values` (builtin types only). `Test.o
 the rule; "" is equality as JSON data, so a returned tuple equals an expected list (the rule
 LiveCodeBench's JSON test cases imply). The "evalplus" rules reproduce how EvalPlus 0.3.1
 grades an MBPP+ output (evalplus/eval/__init__.py, `unsafe_execute`): Python `==` first, then
-the task's special oracle, then for float outputs `np.allclose` at the test's atol.
+the task's special oracle, then for float outputs `np.allclose` at the test's atol. (EvalPlus's
+not-None tasks are assert tests, made by pot.tasks.mbppplus.)
 """
 
 from __future__ import annotations
@@ -87,14 +88,6 @@ def set_equal(actual: object, expected: object, arguments: list, atol: float) ->
     return set(actual) == set(expected)
 
 
-def not_none(actual: object, expected: object, arguments: list, atol: float) -> bool:
-    """MBPP_OUTPUT_NOT_NONE_TASKS: `expected` is whether the reference returned a value (a
-    `re.Match` or None); a bool answer is compared as is, anything else by `is not None`."""
-    if type(actual) is bool:
-        return actual == expected
-    return expected == (actual is not None)
-
-
 def always(actual: object, expected: object, arguments: list, atol: float) -> bool:
     """Mbpp/164 `are_equivalent`: EvalPlus accepts any answer that returns."""
     return True
@@ -133,7 +126,6 @@ def padded_digit_distance(first: int, second: int) -> int:
 EVALPLUS_ORACLES: dict[str, Callable[[object, object, list, float], bool]] = {
     "evalplus": equal,
     "evalplus-set": set_equal,
-    "evalplus-not-none": not_none,
     "evalplus-always": always,
     "evalplus-sum-div": sum_div,
     "evalplus-surface-area": surface_area,

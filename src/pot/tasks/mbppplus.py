@@ -59,7 +59,6 @@ ORACLES = {
     "surface_Area": "evalplus-surface-area",
     "digit_distance_nums": "evalplus-digit-distance",
     **dict.fromkeys(SET_EQUAL_ENTRY_POINTS, "evalplus-set"),
-    **dict.fromkeys(NOT_NONE_ENTRY_POINTS, "evalplus-not-none"),
 }
 
 logger = logging.getLogger(__name__)
@@ -117,6 +116,10 @@ class Problem:
     @property
     def oracle(self) -> str:
         return ORACLES.get(self.entry_point, "evalplus")
+
+    @property
+    def not_none(self) -> bool:
+        return self.entry_point in NOT_NONE_ENTRY_POINTS
 
 
 # One test as cached: encoded arguments, encoded expected output, the atol in force there.
@@ -239,14 +242,7 @@ def converted_inputs(problem: Problem, group: str) -> list[Arguments]:
 
 
 def task_of(problem: Problem, cases: dict[str, list[Case]]) -> Task:
-    tests = {
-        group: [
-            Test("call", input=arguments, expected=expected, oracle=problem.oracle, atol=atol,
-                 group=group)
-            for arguments, expected, atol in cases[group]
-        ]
-        for group in GROUPS
-    }  # fmt: skip
+    tests = {group: [test_of(problem, group, case) for case in cases[group]] for group in GROUPS}
     return Task(
         id=f"mbppplus/{problem.task_id}",
         prompt=f"{problem.description}\n{problem.usage}",
@@ -261,6 +257,22 @@ def task_of(problem: Problem, cases: dict[str, list[Case]]) -> Task:
             "reference_solution": problem.reference,
         },
     )
+
+
+def test_of(problem: Problem, group: str, case: Case) -> Test:
+    arguments, expected, atol = case
+    if not problem.not_none:
+        return Test(
+            "call", input=arguments, expected=expected, oracle=problem.oracle, atol=atol,
+            group=group,
+        )  # fmt: skip
+    # EvalPlus's not-None check (evalplus/eval/__init__.py, `unsafe_execute`): a bool answer
+    # is compared, anything else by `is not None`. These answers are usually a re.Match, which
+    # a call test cannot carry back as data; an assert test holds it as an opaque value, whose
+    # type and identity suffice.
+    call = f"{problem.entry_point}({', '.join(map(repr, values.decode(arguments)))})"
+    check = f"(_out if type(_out) is bool else _out is not None) == {values.decode(expected)!r}"
+    return Test("assert", source=f"_out = {call}\nassert {check}", group=group)
 
 
 def cache_path(path: Path) -> Path:
@@ -309,7 +321,7 @@ def reference_job(problem: Problem) -> tuple[str, list[Test], str, str]:
         for group in GROUPS
         for arguments in converted_inputs(problem, group)
     ]
-    if problem.oracle != "evalplus-not-none":
+    if not problem.not_none:
         return problem.reference, tests, problem.entry_point, ""
     # EvalPlus keeps only whether these references returned something (`trusted_exec`,
     # output_not_none): their re.Match values are not plain data.
