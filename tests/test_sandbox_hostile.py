@@ -40,8 +40,8 @@ CONTAINED = {
         Verdict.TIME_LIMIT,
     ),
     "memory bomb": ("def f():\n    return len(bytearray(10**10))\n", Verdict.MEMORY_LIMIT),
-    "growing memory": (
-        "def f():\n    xs = []\n    while True:\n        xs.append(bytearray(10**6))\n",
+    "growing memory": (  # calloc'ed pages are never touched: it hits the limit fast under load
+        "def f():\n    xs = []\n    while True:\n        xs.append(bytes(10**6))\n",
         Verdict.MEMORY_LIMIT,
     ),
     "huge output": (
@@ -199,6 +199,37 @@ def test_killing_the_parent_only_fails_its_own_test(box: Sandbox):
         tests = [Test("assert", source=f"assert f({x}) == {x}") for x in (0, 3)]
         expected = [Verdict.RUNTIME_ERROR, Verdict.PASS]
     assert [r.verdict for r in box.evaluate(program, tests).results] == expected
+
+
+STOP_OTHERS = (
+    "import os, signal, time\ndef stop_others():\n    for pid in os.listdir('/proc'):\n"
+    "        if pid.isdigit() and int(pid) != os.getpid():\n            try:\n"
+    "                os.kill(int(pid), signal.SIGSTOP)\n            except OSError:\n"
+    "                pass\n"
+)
+STOPPERS = {
+    "SIGSTOP its parent, the program server": (
+        "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\ndef f():\n    return 2\n"
+    ),
+    "SIGSTOP every other process, the judge's too": (
+        f"{STOP_OTHERS}def f():\n    stop_others()\n    return 2\n"
+    ),
+    "a detached process that keeps stopping the others": (
+        f"{STOP_OTHERS}if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        while True:\n            stop_others()\n            time.sleep(0.01)\n"
+        "    os._exit(0)\ndef f():\n    return 2\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STOPPERS)
+def test_stopped_judges_and_servers_fail_only_their_own_test(box: Sandbox, case: str):
+    if box.isolation != "bwrap":
+        pytest.skip("outside a PID namespace it would stop every process of its user")
+    evaluation = box.evaluate(STOPPERS[case], ASSERT_F)  # a wrong answer, or a time limit
+    assert evaluation.verdict in (Verdict.WRONG_ANSWER, Verdict.TIME_LIMIT)
+    for _ in range(2 * box.workers):  # whichever worker ran it is back in order
+        assert box.evaluate("def f():\n    return 1\n", ASSERT_F).all_passed
 
 
 def kill_worker(box: Sandbox, index: int) -> None:

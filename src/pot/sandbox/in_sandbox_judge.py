@@ -38,6 +38,7 @@ CONFIG = json.loads(
 READ_CHUNK = 1 << 16
 STDERR_KEEP = 4096
 HINT_SHARE = 0.5  # of the time left, for re-running the failed assert's left side
+STOP_TIMEOUT_S = 2.0  # for the program server to kill a program's processes
 CATCHABLE = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGALRM, signal.SIGPIPE, signal.SIGTSTP, signal.SIGTTIN,
              signal.SIGTTOU, signal.SIGXFSZ)  # fmt: skip
@@ -412,17 +413,29 @@ class Server:
         theirs.close()
         self.pid, self.connection = pid, ours
 
-    def ask(self, message: bytes, fds: list = ()) -> dict:
-        """Send a message and wait for the answer; {} if the server is gone."""
+    def ask(self, message: bytes, fds: list = (), timeout: float | None = None) -> dict:
+        """Send a message and wait for the answer; {} if the server is gone (or, past the
+        timeout, stuck), after starting a new one."""
+        self.connection.settimeout(timeout)
         try:
             socket.send_fds(self.connection, [message], list(fds))
             answer = self.connection.recv(1 << 16)
-        except OSError:
+        except OSError:  # socket.timeout too
             answer = b""
         if not answer:
             self.restart()
             return {}
         return json.loads(answer)
+
+    def stop_program(self, pid: int) -> int:
+        """End the test's program and all it started; its wait status. The program may have
+        stopped the server (SIGSTOP, as the same user): resume it, and if it still does not
+        answer (a left-behind process keeps stopping it), replace it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
+        return self.ask(b"stop", timeout=STOP_TIMEOUT_S).get("stopped", 0)
 
     def restart(self) -> None:
         """The server died (a program killed it): kill what is left below us (orphans come to
@@ -647,7 +660,7 @@ def run_one(request: dict, server: Server, judge: Judge) -> dict:
     buffers = {out_r: bytearray(), err_r: bytearray(), last_r: bytearray()}
     stopped = watch(request, buffers, pidfd, start, exchange or kind == "assert")
     seconds = time.monotonic() - start
-    wait_status = server.ask(b"stop").get("stopped", 0)
+    wait_status = server.stop_program(answer["started"])
     limit = request["output_bytes"]
     if kind == "assert":
         record = bytes(buffers.pop(last_r))
