@@ -1,4 +1,4 @@
-"""In the sandbox, trusted side: the judge worker, which talks to the host, and its judges.
+"""In the sandbox, trusted side: the judge worker, which talks to the host, and its judge.
 
 Standard library only, no `pot` imports; it runs after the sources of `pot.sandbox.values` and
 `in_sandbox_common.py`. The host starts it as `python3 -S -s -B -P -c <source> <config>`. At
@@ -8,15 +8,16 @@ answers one JSON line on stdout:
 
 1. it hands the program server a job (program, setup code, limits; stdin, stdout, stderr and
    a call channel as file descriptors), and the server forks the program's process;
-2. for function tests it forks a judge process, which never executes the program's code: it
-   runs setup code and the test (asserts, `check(candidate)`) with proxies in place of the
-   program's functions, or makes a call test's one call; each call crosses the channel as
-   plain data (`pot.sandbox.values`), and the judge writes the verdict on its own pipe;
+2. an assert test goes to the judge process (forked from this worker once, kept across tests),
+   which never executes the program's code: it runs setup code and the test (asserts,
+   `check(candidate)`) with proxies in place of the program's functions, each call crossing
+   the channel as plain data (`pot.sandbox.values`), and answers with the test's record; a
+   call test's one call this worker makes itself; a stdin/stdout test needs no call;
 3. it enforces the time and output limits, has the server kill the program's processes, and
    reports. The host compares call results and stdout with the expected values.
 
-Only the judge worker and its judges hold the host's channel, the test's source and the result
-pipe; the program's process gets its own descriptors only.
+Only the judge worker and the judge hold the host's channel and the test's source; the
+program's process gets its own descriptors only.
 """
 
 import ast
@@ -32,9 +33,8 @@ import socket
 import sys
 import time
 
-CONFIG = json.loads(
-    sys.argv[1]
-)  # {"server": [argv...], "user": [uid, gid] | null, "scratch": [..]}
+# {"server": the program server's argv, "user": [uid, gid] or null, "scratch": [directories]}
+CONFIG = json.loads(sys.argv[1])
 READ_CHUNK = 1 << 16
 STDERR_KEEP = 4096
 HINT_SHARE = 0.5  # of the time left, for re-running the failed assert's left side
@@ -97,8 +97,8 @@ class Channel:
             raise ProgramEnded("the program's process sent an unreadable reply")
         return message
 
-    def request(self, target: object, arguments: str, plain: bool = False) -> dict:
-        data = json.dumps({"target": target, "arguments": arguments, "plain": plain}) + "\n"
+    def request(self, target: object, arguments: str) -> dict:
+        data = json.dumps({"target": target, "arguments": arguments}) + "\n"
         view = memoryview(data.encode())
         try:
             while view:

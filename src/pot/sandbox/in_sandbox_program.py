@@ -15,7 +15,8 @@ The child runs setup code and program under `__name__ == "__main__"`, then (func
 tells the judge the callable names it defined and answers calls. On `calls` it reads one JSON
 line per call, {"target": name or handle id, "arguments": values-encoding of [args, kwargs]}
 (where the judge names a handle by its id, a function of the program by its name, a builtin as
-["builtin", name]),
+["builtin", name]; a call test's call has "plain": true, its arguments are the list of them,
+its target the entry point, found as LiveCodeBench does, and its value must be plain data),
 and writes one JSON line on `replies`: {"value": ...}, {"unsupported": ...}, {"raised": ...}
 or {"exited": ...}. Objects outside plain data cross as opaque handles: [id, type name].
 Everything it writes is untrusted; the judge checks it.
