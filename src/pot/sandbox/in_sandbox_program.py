@@ -1,9 +1,9 @@
 """In the sandbox, untrusted side: the program server and the processes that run programs.
 
 Standard library only, no `pot` imports; it runs after the sources of `pot.sandbox.values` and
-`in_sandbox_common.py`. The judge (`in_sandbox_judge.py`) starts it with a fresh interpreter
+`in_sandbox_common.py`. The judge worker (`in_sandbox_judge.py`) starts it with a fresh interpreter
 (`python3 -S -s -B -P -c <source> <config>`), so its memory never holds a test's source or
-expected values. fd 0 is a unix socket to the judge, one job at a time:
+expected values. fd 0 is a unix socket to the judge worker, one job at a time:
 
     judge: "run" + fds (job memfd, stdin memfd, stdout, stderr, calls, replies)
     server: {"started": pid} after forking the child that runs the job, or {"syntax_error": ...}
