@@ -5,6 +5,8 @@ import os
 import signal
 import time
 
+import torch
+
 from pot.policy import Completion, TransformersPolicy
 from pot.policy.tiny import tiny_random_model
 
@@ -40,6 +42,12 @@ class ScriptedPolicy(TransformersPolicy):
 
     def greedy(self, prompt, *, max_new_tokens=2048, **decoding):
         return self._complete(prompt, max_new_tokens)
+
+
+def one_thread(factory):
+    """`factory()` in a process whose torch runs on one thread, as a Ray actor's does."""
+    torch.set_num_threads(1)
+    return factory()
 
 
 class FaultyPolicy(ScriptedPolicy):
