@@ -576,3 +576,7 @@ def math_(
         )
     console.print(table)
     console.print(f"results in {folder / 'results.jsonl'}", highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pot.bench.config import render_config
+from pot.bench.config import dotted_fields, nearest, option_keys, render_config
 from pot.bench.identity import git_commit, run_identity, versions
 from pot.bench.worker import Job, JobKey, SandboxSettings
 from pot.budget import Budget
@@ -153,13 +153,15 @@ def split_overrides(methods: list[str], overrides: dict[str, str]) -> dict[str, 
             if method not in methods:
                 raise BenchError(f"--set {key}: {method} is not one of this run's methods")
             if not has_option(method, option):
-                raise BenchError(f"--set {key}: {method} has no option {option!r}")
+                hint = nearest(option, dotted_fields(method_config(method)))
+                raise BenchError(f"--set {key}: {method} has no option {option!r}{hint}")
             scoped[(method, option)] = value
             continue
         takers = [m for m in methods if has_option(m, key)]
         if not takers:
+            hint = nearest(key, option_keys("code"))
             raise BenchError(
-                f"--set {key}: no method of this run ({', '.join(methods)}) has that option"
+                f"--set {key}: no method of this run ({', '.join(methods)}) has that option{hint}"
             )
         for method in takers:
             per_method[method][key] = value
