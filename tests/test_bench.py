@@ -54,6 +54,9 @@ def comparable(record: dict) -> dict:
     record["costs"] = {k: v for k, v in record["costs"].items() if not k.endswith("_s")}
     for node in record["trace"].get("nodes", []):  # code results: a search tree
         del node["created_s"]
+    for update in record["trace"].get("updates", []):  # PoT's GRPO updates
+        update.pop("seconds"), update.pop("at_s")
+    record.get("posthoc", {}).pop("seconds", None)  # code results: programs judged afterwards
     return record
 
 

@@ -12,8 +12,12 @@ from typer.testing import CliRunner
 
 from pot.bench import run_bench
 from pot.bench.viewer import page_name, tree_page, write_run_pages
+from pot.budget import Budget
 from pot.cli import app
+from pot.methods import method_config, solve
+from tests.scripted import ScriptedPolicy
 from tests.test_bench import GOOD, SPEC, bench_tasks, scripted
+from tests.test_pot_evolution import BAD, HALF, TASK
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -100,3 +104,39 @@ def test_view_cli(run, tmp_path):
     ]:
         result = runner.invoke(app, ["view", *args])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_updates_and_hidden_verdicts_render_in_headless_chromium(sandbox, tmp_path):
+    assert CHROMIUM, "chromium is missing: make setup installs it (apt-get install chromium)"
+    config = method_config("pot", {"grpo.lr": 1e-2})
+    policy = ScriptedPolicy([BAD, HALF, BAD])
+    # 11 programs: two groups with their committed programs, then a group that spends the budget
+    result = solve(TASK, policy, sandbox, "pot", config=config, budget=Budget(programs=11))
+    record = result.to_dict()
+    updates = record["trace"]["updates"]
+    assert [u["applied"] for u in updates] == [True, True, False]
+    page = tmp_path / "updates.html"
+    page.write_text(tree_page(record))
+
+    dom = chromium(tmp_path, f"file://{page}#node=1", "--dump-dom")
+    tags = re.findall(r'<g class="update (applied|skipped)" data-update="(\d+)"', dom)
+    assert tags == [("applied", "1"), ("applied", "2"), ("skipped", "3")]
+    labels = re.findall(r'<g class="update [a-z]+"[^>]*><path[^>]*></path><text[^>]*>([^<]+)<', dom)
+    assert labels == ["v1", "v2", "×"]
+    rows = re.findall(r'<tr class="(applied|skipped)" title="[^"]*">(.*?)</tr>', dom, re.S)
+    assert [kind for kind, _ in rows] == ["applied", "applied", "skipped"]
+    cells = [re.findall(r"<td>(.*?)</td>", row) for _, row in rows]
+    assert cells[0][4] == "0.00 0.50 0.00" and cells[0][5] == "-0.71 1.41 -0.71"
+    assert cells[0][7] == "v0 → v1" and cells[2][6] == "skipped: budget spent"
+    assert len(re.findall(r'<line class="update-line"', dom)) == 2  # on the reward curve
+    rings = re.findall(r'<circle class="hidden-ring hidden-(pass|fail)"', dom)
+    assert len(rings) == result.costs.programs == 11 and set(rings) == {"fail"}
+    stats = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", dom))
+    assert stats["finish reason"] == "fence" and stats["tokens (generated / prompt)"].startswith(
+        "10 / "
+    )
+    assert stats["hidden tests (post-hoc)"].startswith("wrong_answer")
+    assert "update" not in stats["trained on"]  # node 1 is a leaf nobody trained on
+    dom = chromium(tmp_path, f"file://{page}#node=0", "--dump-dom")
+    stats = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", dom))
+    assert stats["trained on"] == "update 1 (v1)"

@@ -15,7 +15,7 @@ from rich.table import Table
 from pot.budget import Budget
 from pot.methods import METHODS, TREE_SEARCH, method_config
 from pot.methods.common import Result
-from pot.search import Tree
+from pot.search import Tree, describe_update
 from pot.tasks import Task, TaskFormatError, Test, get_task
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -145,6 +145,9 @@ def print_progress(tree: Tree) -> None:
         f"best reward {best:.2f}  policy v{last.policy_version}",
         highlight=False,
     )
+    for update in tree.updates:
+        if update["simulation"] == last.simulation:  # this simulation's group
+            console.print(f"  {describe_update(update)}", highlight=False, soft_wrap=True)
 
 
 def reward_curve(result: Result) -> str:
@@ -164,6 +167,12 @@ def print_result(result: Result, trace_path: Path) -> None:
         f"{'   (oracle feedback)' if result.oracle else ''}"
     )
     console.print(f"best public reward per program: {reward_curve(result)}")
+    judged = result.posthoc["programs"]
+    console.print(
+        f"judged afterwards: {sum(p['hidden_passed'] for p in judged)} of {len(judged)} distinct "
+        "programs pass the hidden tests",
+        highlight=False,
+    )
     table = Table(title="costs", show_header=False)
     for name, value in result.costs.to_dict().items():
         table.add_row(name, f"{value:.2f}" if isinstance(value, float) else str(value))

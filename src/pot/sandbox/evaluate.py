@@ -165,11 +165,14 @@ class Sandbox:
         check_tests(tests, entry_point)
         return self._evaluate(program, tests, entry_point, setup_code, stop_at_first_failure)
 
-    def evaluate_many(self, jobs: list[Job]) -> list[Evaluation]:
+    def evaluate_many(
+        self, jobs: list[Job], *, stop_at_first_failure: bool = False
+    ) -> list[Evaluation]:
         """Evaluate (program, tests, entry_point, setup_code) jobs concurrently, in order."""
         for _, tests, entry_point, _ in jobs:
             check_tests(tests, entry_point)
-        return list(self._threads.map(lambda job: self._evaluate(*job), jobs))
+        stop = stop_at_first_failure
+        return list(self._threads.map(lambda job: self._evaluate(*job, stop), jobs))
 
     def evaluate_task(
         self, task: Task, program: str, split: Literal["public", "hidden"] = "public"

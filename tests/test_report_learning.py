@@ -1,0 +1,173 @@
+"""`pot report`'s learning section, hidden curves and overfitting rate, rendered from a small run
+(scripted programs, the real sandbox and the real GRPO trainer) and recomputed here: the hidden
+verdicts by running each program on the hidden tests again."""
+
+from functools import partial
+
+import pytest
+from matplotlib.image import imread
+
+from pot.bench import BenchSpec, SerialExecutor, run_bench
+from pot.bench.report import (
+    accuracy_by_budget,
+    budget_points,
+    some_passes_at_budget,
+    write_report,
+)
+from tests.scripted import ScriptedPolicy
+from tests.test_bench import GOOD, HALF, WRONG, bench_tasks
+from tests.test_report import table_rows
+
+OVERFIT = "def add(a, b):\n    return a + b if a > 0 else 0"  # t/one: public pass, hidden fail
+FOUR = "def add(a, b):\n    return 4"  # half the public tests, no hidden one
+PROGRAMS = [WRONG, HALF, WRONG, WRONG, FOUR, WRONG, OVERFIT, WRONG, GOOD]
+SPEC = BenchSpec(tasks="tests", methods=["search-only", "pot"], budget="programs=12", seeds=[0])
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("learning")
+    executor = SerialExecutor(partial(ScriptedPolicy, PROGRAMS))
+    records = run_bench(out, SPEC, bench_tasks(), executor)
+    write_report(out)
+    return out, (out / "report.md").read_text(), records
+
+
+def answer_after(record, b):
+    programs = record["trace"]["nodes"][1 : b + 1]
+    return max(reversed(programs), key=lambda n: n["reward"])["program"]
+
+
+def test_hidden_curves_are_exact_against_a_fresh_judgement(reported, sandbox):
+    _, text, records = reported
+    tasks = {t.id: t for t in bench_tasks()}
+
+    def passes(record, program):
+        return sandbox.evaluate_task(tasks[record["task_id"]], program, "hidden").all_passed
+
+    def fresh(method, b):
+        mine = [r for r in records if r["method"] == method]
+        answer = [passes(r, answer_after(r, b)) for r in mine]
+        some = [any(passes(r, n["program"]) for n in r["trace"]["nodes"][1 : b + 1]) for r in mine]
+        return sum(answer) / len(mine), sum(some) / len(mine)
+
+    most = max(r["costs"]["programs"] for r in records)
+    budgets = range(1, most + 1)
+    curves = {
+        m: list(
+            zip(
+                accuracy_by_budget(records, m, budgets),
+                accuracy_by_budget(records, m, budgets, some_passes_at_budget),
+                strict=True,
+            )
+        )
+        for m in SPEC.methods
+    }
+    for method, curve in curves.items():
+        assert curve == [pytest.approx(fresh(method, b)) for b in budgets]
+    # On t/two, HALF passes the hidden tests, then FOUR (the same public reward, newer)
+    # becomes the answer and does not: the two curves part there.
+    assert curves["pot"][4] == (0.0, 0.5) and curves["pot"][3] == (0.5, 0.5)
+
+    points = budget_points(most)
+    assert points == [1, 2, 4, 8, most]
+    rows = table_rows(text, "| method | curve |")
+    assert [row[:2] for row in rows] == [
+        [m, curve] for m in SPEC.methods for curve in ("answer so far", "some program")
+    ]
+    for method, curve, *cells in rows:
+        which = 0 if curve == "answer so far" else 1
+        assert cells == [f"{curves[method][b - 1][which]:.3f}" for b in points]
+
+
+def test_overfitting_rate_counts_public_pass_hidden_fail_programs(reported, sandbox):
+    _, text, records = reported
+    tasks = {t.id: t for t in bench_tasks()}
+    for method, programs, public, failing, rate in table_rows(text, "| method | distinct programs"):
+        distinct = {
+            (r["task_id"], n["program"]): n["reward"]
+            for r in records
+            if r["method"] == method
+            for n in r["trace"]["nodes"][1:]
+        }
+        public_pass = [key for key, reward in distinct.items() if reward >= 1.0]
+        fail = [
+            key
+            for key in public_pass
+            if not sandbox.evaluate_task(tasks[key[0]], key[1], "hidden").all_passed
+        ]
+        assert [programs, public, failing] == [
+            str(len(distinct)),
+            str(len(public_pass)),
+            str(len(fail)),
+        ]
+        assert float(rate) == pytest.approx(len(fail) / len(public_pass), abs=5e-4)
+    assert any(int(row[3]) > 0 for row in table_rows(text, "| method | distinct programs"))
+
+
+def test_learning_section_counts_the_updates_of_the_trace(reported):
+    _, text, records = reported
+    (row,) = table_rows(text, "| method | problems | groups |")
+    pot = [r for r in records if r["method"] == "pot"]
+    updates = [u for r in pot for u in r["trace"]["updates"]]
+    applied = sum(u["applied"] for u in updates)
+    assert row[:5] == ["pot", "2", str(len(updates)), str(applied), f"{applied / 2:.2f}"]
+    assert applied == sum(r["costs"]["gradient_steps"] for r in pot) // 3 > 0
+    assert row[5] == str(sum(any(u["applied"] for u in r["trace"]["updates"]) for r in pot))
+
+
+def test_reward_by_policy_version_recomputed_from_the_nodes(reported):
+    _, text, records = reported
+    rows = table_rows(text, "| method | version |")
+    pot = [r for r in records if r["method"] == "pot"]
+    assert [row[1] for row in rows] == ["v0", "v1", "v2"]  # the policy evolved
+    for method, version, problems, programs, mean_reward, change, _ in rows:
+        v = int(version.removeprefix("v"))
+        sampled = [
+            [
+                n["reward"]
+                for n in r["trace"]["nodes"][1:]
+                if (n["creator"], n["policy_version"]) == ("sampled", v)
+            ]
+            for r in pot
+        ]
+        flat = [x for one in sampled for x in one]
+        assert (method, problems) == ("pot", str(sum(bool(one) for one in sampled)))
+        assert programs == str(len(flat))
+        assert float(mean_reward) == pytest.approx(sum(flat) / len(flat), abs=5e-4)
+        assert (change == "-") == (v == 0)
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def rewards_at(record, simulations):
+    return [n["reward"] for n in record["trace"]["nodes"][1:] if n["simulation"] in simulations]
+
+
+def test_pot_against_search_only_at_each_simulation(reported):
+    _, text, records = reported
+    keyed = {(r["method"], r["task_id"]): r for r in records}
+    tasks = sorted({r["task_id"] for r in records})
+    rows = table_rows(text, "| simulation | both searching |")
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    for row in rows:
+        s = int(row[0])
+        shared = [t for t in tasks if all(rewards_at(keyed[(m, t)], [s]) for m in SPEC.methods)]
+        assert row[1] == str(len(shared))
+        for method, new, best in zip(["pot", "search-only"], row[2:4], row[4:6], strict=True):
+            means = [mean(rewards_at(keyed[(method, t)], [s])) for t in shared]
+            if new != "-":
+                assert float(new) == pytest.approx(mean(means), abs=5e-4)
+            bests = [max(rewards_at(keyed[(method, t)], range(1, s + 1))) for t in tasks]
+            assert float(best) == pytest.approx(sum(bests) / len(tasks), abs=5e-4)
+    assert rows[2][1] == "1"  # t/one was solved in simulation 2
+
+
+def test_the_accuracy_plot_has_both_curves(reported):
+    out, text, _ = reported
+    assert "![accuracy_vs_budget](accuracy_vs_budget.png)" in text
+    assert "Right: the share where some program among the first b passes them" in text
+    height, width, _ = imread(out / "accuracy_vs_budget.png").shape
+    assert width > 1.8 * height  # two panels side by side
