@@ -55,7 +55,7 @@ def comparable(record: dict) -> dict:
     for node in record["trace"].get("nodes", []):  # code results: a search tree
         del node["created_s"]
     for update in record["trace"].get("updates", []):  # PoT's GRPO updates
-        update.pop("seconds"), update.pop("at_s")
+        update.pop("seconds", None), update.pop("at_s", None)
     record.get("posthoc", {}).pop("seconds", None)  # code results: programs judged afterwards
     return record
 

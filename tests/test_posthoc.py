@@ -3,6 +3,7 @@ run on the hidden tests; the verdicts go into the Result, never anywhere a metho
 and a resumed run keeps them."""
 
 import json
+from functools import partial
 
 import pytest
 
@@ -93,7 +94,7 @@ class Killed(Exception):
 
 
 def executor() -> SerialExecutor:
-    return SerialExecutor(lambda: ScriptedPolicy([WRONG, OVERFIT, WRONG, GOOD]))
+    return SerialExecutor(partial(ScriptedPolicy, [WRONG, OVERFIT, WRONG, GOOD]))
 
 
 def test_a_resumed_run_keeps_the_verdicts(tmp_path):

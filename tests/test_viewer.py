@@ -118,7 +118,8 @@ def test_updates_and_hidden_verdicts_render_in_headless_chromium(sandbox, tmp_pa
     page = tmp_path / "updates.html"
     page.write_text(tree_page(record))
 
-    dom = chromium(tmp_path, f"file://{page}#node=1", "--dump-dom")
+    leaf = updates[2]["state"]  # the node the third (skipped) group was sampled from
+    dom = chromium(tmp_path, f"file://{page}#node={leaf}", "--dump-dom")
     tags = re.findall(r'<g class="update (applied|skipped)" data-update="(\d+)"', dom)
     assert tags == [("applied", "1"), ("applied", "2"), ("skipped", "3")]
     labels = re.findall(r'<g class="update [a-z]+"[^>]*><path[^>]*></path><text[^>]*>([^<]+)<', dom)
@@ -136,7 +137,7 @@ def test_updates_and_hidden_verdicts_render_in_headless_chromium(sandbox, tmp_pa
         "10 / "
     )
     assert stats["hidden tests (post-hoc)"].startswith("wrong_answer")
-    assert "update" not in stats["trained on"]  # node 1 is a leaf nobody trained on
+    assert stats["trained on"] == "update 3 skipped"
     dom = chromium(tmp_path, f"file://{page}#node=0", "--dump-dom")
     stats = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", dom))
     assert stats["trained on"] == "update 1 (v1)"

@@ -212,7 +212,7 @@ def train(
     prompt: list[dict],
     completions: list[Completion],
     config: SearchConfig,
-) -> dict[str, Any]:
+) -> None:
     """Offer one sibling group to GRPO and record the outcome in `tree.updates`.
 
     The search does not call the trainer when the group ends the search (solved, or the budget
@@ -239,7 +239,6 @@ def train(
         record.update(applied=not stats.skipped, reason=getattr(stats, "reason", "") or default)
     record["at_s"] = ledger.elapsed()
     tree.updates.append(record)
-    return record
 
 
 def _not_offered(tree: Tree, ledger: Ledger, config: SearchConfig, group: list[Node]) -> str:
