@@ -144,5 +144,5 @@ def test_budget_parse_errors():
     assert Budget.parse("programs=12,seconds=2.5") == Budget(programs=12, seconds=2.5)
     with pytest.raises(ValueError, match="NAME=VALUE"):
         Budget.parse("widgets=3")
-    with pytest.raises(ValueError, match="needs a number"):
+    with pytest.raises(ValueError, match="needs a whole number"):
         Budget.parse("programs=many")
