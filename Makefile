@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/pot solve humaneval/HumanEval/55 --method pot --budget simulations=6 --set search.max_new_tokens=160
+	$(VENV)/bin/pot solve mbppplus/Mbpp/598 --method pot --budget simulations=4 --set search.max_new_tokens=192
 
 test: setup
 	$(PY) -m ruff check src tests benchmarks
