@@ -100,7 +100,8 @@ def solve(
     costs = ledger.finish()
     best = tree.best()
     answer = best.program if best else ""
-    hidden = sandbox.evaluate_task(task, answer, split="hidden")
+    posthoc, judged = judge_after(task, tree, sandbox)
+    hidden = judged.get(answer) or sandbox.evaluate_task(task, answer, split="hidden")
     return Result(
         task_id=task.id,
         method=method,
@@ -117,15 +118,16 @@ def solve(
         config=dataclasses.asdict(config),
         trace=tree.to_dict(),
         public_tests=len(view.public_tests),
-        posthoc=judge_after(task, tree, sandbox),
+        posthoc=posthoc,
     )
 
 
-def judge_after(task: Any, tree: Tree, sandbox: Any) -> dict[str, Any]:
+def judge_after(task: Any, tree: Tree, sandbox: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every distinct program of `tree` (by text, in generation order) run on the hidden tests
     in one batch, each stopping at its first failing test as the answer's run does: its
     nodes, public reward and hidden verdict. Called once the method has returned, so nothing
-    here can reach it; the report's hidden curves are drawn from it."""
+    here can reach it; the report's hidden curves are drawn from it. Also returns each
+    program's Evaluation by text, so the answer is not run a second time."""
     nodes_of: dict[str, list[int]] = {}
     for node in tree.nodes[1:]:
         nodes_of.setdefault(node.program, []).append(node.id)
@@ -142,4 +144,5 @@ def judge_after(task: Any, tree: Tree, sandbox: Any) -> dict[str, Any]:
         }
         for ids, ev in zip(nodes_of.values(), evaluations, strict=True)
     ]
-    return {"programs": programs, "seconds": time.perf_counter() - start}
+    posthoc = {"programs": programs, "seconds": time.perf_counter() - start}
+    return posthoc, dict(zip(nodes_of, evaluations, strict=True))
