@@ -181,6 +181,24 @@ def test_hostile_program_is_contained(box: Sandbox, case: str):
     assert box.evaluate("def f():\n    return 1\n", ASSERT_F).all_passed
 
 
+@pytest.mark.parametrize("kind", ["assert", "call"])
+@pytest.mark.parametrize("value", ["'x' * 2_000_000", "list(range(300_000))"])
+def test_a_huge_return_value_gets_the_output_limit(box: Sandbox, kind: str, value: str):
+    program = f"def f():\n    return {value}\n"
+    test = Test("assert", source="assert f() == 1")
+    if kind == "call":
+        test = Test("call", input="[]", expected="1")
+    workers = [worker.process.pid for worker in box._workers]
+    for _ in range(box.workers):  # every worker, each then judges the next program
+        (result,) = box.evaluate(program, [test], entry_point="f").results
+        assert result.verdict is Verdict.OUTPUT_LIMIT, result.error
+        assert result.error == (
+            "the returned value is over the output limit (Limits.output_bytes = 100000)"
+        )
+        assert box.evaluate("def f():\n    return 1\n", [test], entry_point="f").all_passed
+    assert [worker.process.pid for worker in box._workers] == workers
+
+
 def test_killing_the_parent_only_fails_its_own_test(box: Sandbox):
     program = (
         "import os, signal, time\ndef f(x):\n"

@@ -329,6 +329,8 @@ def judge_asserts(request: dict, names: list, channel: Channel) -> dict:
         exec(compile(request["source"], "<test>", "exec"), namespace)
     except ProgramEnded as exc:
         return ended(exc, "test")
+    except OutputLimit:
+        return value_limit(channel.limit)
     except BaseException as exc:  # noqa: BLE001 - every failure is a verdict
         if phase == "test" and failed_in_test(exc):
             error = format_error(exc)
@@ -337,6 +339,16 @@ def judge_asserts(request: dict, names: list, channel: Channel) -> dict:
             return {"status": "wrong_answer", "phase": "test", "error": clip(error)}
         return error_record(exc) | {"phase": phase}
     return {"status": "completed"}
+
+
+def value_limit(limit: int) -> dict:
+    error = f"the returned value is over the output limit (Limits.output_bytes = {limit})"
+    return {"status": "output_limit", "phase": "test", "error": error}
+
+
+def printed_limit(limit: int) -> dict:
+    error = f"the printed output is over the output limit (Limits.output_bytes = {limit})"
+    return {"status": "output_limit", "error": error}
 
 
 def ended(exc: ProgramEnded, phase: str) -> dict:
@@ -381,7 +393,7 @@ def judge_tests(connection_fd: int, limits: dict) -> None:
             except ProgramEnded as exc:
                 record = ended(exc, "test")
             except OutputLimit:
-                record = {"status": "output_limit", "error": "output exceeded the limit"}
+                record = value_limit(CHANNEL.limit)
             os.close(fds[1])
             os.close(fds[2])
             connection.send(json.dumps(record).encode())
@@ -592,8 +604,10 @@ def watch(request: dict, fds: dict, pidfd: int, start: float, exchange=None) -> 
                 del fds[fd][:-STDERR_KEEP]
             if fd == last_fd and data and (exchange is True or exchange.answered(fds[fd])):
                 return "answered"
-        if printed > limit or len(fds[last_fd]) > limit:
+        if printed > limit:
             return "output_limit"
+        if len(fds[last_fd]) > limit:
+            return "value_limit"
 
 
 def stdio_outcome(reports: bytes, wait_status: int) -> dict:
@@ -684,7 +698,9 @@ def run_one(request: dict, server: Server, judge: Judge) -> dict:
     if stopped == "time_limit":
         return reply | {"status": "time_limit", "error": "time limit exceeded"}
     if stopped == "output_limit" or len(stdout) > limit:
-        return reply | {"status": "output_limit", "error": f"output exceeded {limit} bytes"}
+        return reply | printed_limit(limit)
+    if stopped == "value_limit":
+        return reply | value_limit(limit)
     if kind == "stdio":
         return reply | stdio_outcome(bytes(buffers[last_r]), wait_status)
     if exchange:
