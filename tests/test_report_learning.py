@@ -11,6 +11,9 @@ from pot.bench import BenchSpec, SerialExecutor, run_bench
 from pot.bench.report import (
     accuracy_by_budget,
     budget_points,
+    compare_at_equal_seconds,
+    passes_at_seconds,
+    seconds_points,
     some_passes_at_budget,
     write_report,
 )
@@ -171,3 +174,65 @@ def test_the_accuracy_plot_has_both_curves(reported):
     assert "Right: the share where some program among the first b passes them" in text
     height, width, _ = imread(out / "accuracy_vs_budget.png").shape
     assert width > 1.8 * height  # two panels side by side
+    assert "![accuracy_vs_seconds](accuracy_vs_seconds.png)" in text
+    height, width, _ = imread(out / "accuracy_vs_seconds.png").shape
+    assert height > 200 and width > 300
+
+
+def timed_record(method, task, wall, programs):
+    """A result whose programs (text, public reward, written at s, passes hidden) are given."""
+    nodes = [{"program": ""}] + [
+        {"program": text, "reward": reward, "created_s": at} for text, reward, at, _ in programs
+    ]
+    verdicts = [{"nodes": [i], "hidden_passed": p[3]} for i, p in enumerate(programs, start=1)]
+    return {
+        "method": method,
+        "task_id": task,
+        "seed": 0,
+        "costs": {"wall_s": wall},
+        "trace": {"nodes": nodes},
+        "posthoc": {"programs": verdicts},
+    }
+
+
+def test_equal_seconds_judges_both_at_the_faster_ones_finish():
+    records = [
+        # t1: the slow method finds the right program at 80 s, after the fast one stopped (10 s)
+        timed_record("slow", "t1", 100.0, [("bad", 0.5, 4.0, False), ("good", 1.0, 80.0, True)]),
+        timed_record("fast", "t1", 10.0, [("bad", 0.5, 9.0, False)]),
+        # t2: the slow method has it at 5 s
+        timed_record("slow", "t2", 60.0, [("good", 1.0, 5.0, True)]),
+        timed_record("fast", "t2", 12.0, [("bad", 0.0, 3.0, False)]),
+        # t3: the fast method passes; the slow one has nothing written by 8 s
+        timed_record("slow", "t3", 50.0, [("good", 1.0, 20.0, True)]),
+        timed_record("fast", "t3", 8.0, [("good", 1.0, 7.0, True)]),
+    ]
+    assert passes_at_seconds(records[0], 79.9) is False
+    assert passes_at_seconds(records[0], 80.0) is True
+    assert passes_at_seconds(records[4], 8.0) is False
+    c = compare_at_equal_seconds(records, "slow", "fast")
+    assert (c.problems, c.wins, c.losses, c.ties) == (3, 1, 1, 1)
+    assert seconds_points(records) == [15.0, 30.0, 60.0, 100.0]
+
+
+def test_equal_seconds_section_recomputed_from_the_records(reported):
+    _, text, records = reported
+    rows = table_rows(text, "| method | mean wall s |")
+    points = seconds_points(records)
+    assert [row[0] for row in rows] == SPEC.methods
+    for method, wall, *cells in rows:
+        mine = [r for r in records if r["method"] == method]
+        assert float(wall) == pytest.approx(
+            sum(r["costs"]["wall_s"] for r in mine) / len(mine), abs=0.05
+        )
+        expected = [sum(passes_at_seconds(r, t) for r in mine) / len(mine) for t in points]
+        assert cells == [f"{v:.3f}" for v in expected]
+    # at the longest solve every method holds its final answer: the pass@1 of the run
+    for method, _, *cells in rows:
+        mine = [r for r in records if r["method"] == method]
+        assert float(cells[-1]) == pytest.approx(
+            sum(r["hidden_passed"] for r in mine) / len(mine), abs=5e-4
+        )
+    (paired,) = table_rows(text, "| first | second | problems at equal seconds |")
+    c = compare_at_equal_seconds(records, *SPEC.methods)
+    assert paired[2:6] == [str(c.problems), str(c.wins), str(c.losses), str(c.ties)]

@@ -146,6 +146,37 @@ def some_passes_at_budget(record: Record, budget: int) -> bool:
     return any(verdicts.get(n["program"], False) for n in record["trace"]["nodes"][1 : budget + 1])
 
 
+def passes_at_seconds(record: Record, seconds: float) -> bool:
+    """Whether the answer from the programs written in the first `seconds` of the solve passes
+    the hidden tests (post-hoc verdicts; a method that finished earlier keeps its answer)."""
+    written = [n for n in record["trace"]["nodes"][1:] if n["created_s"] <= seconds]
+    best = best_so_far(written)
+    return best is not None and (hidden_verdicts(record) or {}).get(best["program"], False)
+
+
+def compare_at_equal_seconds(records: list[Record], first: str, second: str) -> PairedComparison:
+    """Both methods on the same (task, seed), each judged by the answer it had when the faster
+    of the two on that problem had finished: a comparison at equal wall-clock seconds."""
+    keyed = {(r["method"], r["task_id"], r["seed"]): r for r in records}
+    shared = []
+    for (method, task, seed), a in keyed.items():
+        b = keyed.get((second, task, seed))
+        if method == first and b is not None:
+            cut = min(a["costs"]["wall_s"], b["costs"]["wall_s"])
+            shared.append((passes_at_seconds(a, cut), passes_at_seconds(b, cut)))
+    wins = sum(a and not b for a, b in shared)
+    losses = sum(b and not a for a, b in shared)
+    ties = len(shared) - wins - losses
+    return PairedComparison(first, second, len(shared), wins, losses, ties, sign_test(wins, losses))
+
+
+def seconds_points(records: list[Record]) -> list[float]:
+    """15, 30, 60, ... seconds up to the longest solve, and the longest solve itself."""
+    most = max(r["costs"]["wall_s"] for r in records)
+    points = [15.0 * 2**i for i in range(32) if 15.0 * 2**i < most]
+    return [*points, most]
+
+
 def accuracy_by_budget(
     records: list[Record], method: str, budgets: range, rule: Any = passes_at_budget
 ) -> list[float]:
@@ -361,6 +392,8 @@ def write_report(folder: Path) -> Path:
         plot_accuracy_by_budget(records, methods, folder / "accuracy_vs_budget.png"),
         plot_cost_breakdown(records, methods, folder / "cost_breakdown.png"),
     ]
+    if has_posthoc(records):
+        plots.append(plot_accuracy_by_seconds(records, methods, folder / "accuracy_vs_seconds.png"))
     tree_methods = [m for m in methods if m in TREE_METHODS]
     if tree_methods:
         plots.append(
@@ -422,6 +455,7 @@ def render(
             f"| {c.p_value:.3g} |"
         )
     lines += hidden_lines(records, methods)
+    lines += seconds_lines(records, methods)
     lines += learning_lines(records, methods)
     lines += ["", "## Plots", ""]
     for plot in plots:
@@ -513,6 +547,46 @@ def hidden_lines(records: list[Record], methods: list[str]) -> list[str]:
         o = overfitting(records, method)
         lines.append(
             f"| {method} | {o.programs} | {o.public_pass} | {o.hidden_fail} | {o.rate:.3f} |"
+        )
+    return lines
+
+
+def seconds_lines(records: list[Record], methods: list[str]) -> list[str]:
+    """Hidden pass@1 of the answer so far at equal wall-clock seconds, and paired at equal
+    seconds per problem (post-hoc verdicts)."""
+    if not has_posthoc(records):
+        return []
+    points = seconds_points(records)
+    lines = [
+        "",
+        "## At equal wall-clock seconds (hidden tests, post-hoc)",
+        "",
+        "Share of problems whose answer from the programs written in the first t seconds of",
+        "the solve passes the hidden tests; a method that finished earlier keeps its answer,",
+        "so a fast method's curve is flat after its budget ends (it was given no more time).",
+        "",
+        "| method | mean wall s | " + " | ".join(f"t={t:.0f} s" for t in points) + " |",
+        "|---|---" + "|---" * len(points) + "|",
+    ]
+    for method in methods:
+        mine = [r for r in records if r["method"] == method]
+        wall = mean([r["costs"]["wall_s"] for r in mine])
+        values = [mean([passes_at_seconds(r, t) for r in mine]) for t in points]
+        lines.append(f"| {method} | {wall:.1f} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    lines += [
+        "",
+        "Paired at equal seconds: on each problem both methods are judged by the answer each",
+        "had when the faster of the two had finished. Wins: the first passes and the second",
+        "fails. p: exact two-sided sign test.",
+        "",
+        "| first | second | problems at equal seconds | wins | losses | ties | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for first, second in combinations(methods, 2):
+        c = compare_at_equal_seconds(records, first, second)
+        lines.append(
+            f"| {first} | {second} | {c.problems} | {c.wins} | {c.losses} | {c.ties} "
+            f"| {c.p_value:.3g} |"
         )
     return lines
 
@@ -674,6 +748,12 @@ PLOT_NOTES = {
         "program and the final answer passed: a lower bound, exact at the largest b. It also "
         "assumes a run with budget b would have written the same first b programs."
     ),
+    "accuracy_vs_seconds": (
+        "Hidden tests against wall-clock seconds, from the post-hoc verdicts (exact): the share "
+        "of problems whose answer from the programs written in the first t seconds passes. A "
+        "method that finished keeps its answer, so a fast method's curve is flat after its "
+        "budget ends: it shows what each got by then, not what it would get with more time."
+    ),
     "cost_breakdown": (
         "Mean seconds per problem spent generating, executing tests and training (GRPO)."
     ),
@@ -703,6 +783,23 @@ def plot_accuracy_by_budget(records: list[Record], methods: list[str], path: Pat
         axes.set(xlabel="programs spent (b)", ylabel="passes hidden tests", ylim=(-0.02, 1.02))
         axes.set_title(f"Accuracy versus budget: {title}")
         axes.legend()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def plot_accuracy_by_seconds(records: list[Record], methods: list[str], path: Path) -> Path:
+    most = max(r["costs"]["wall_s"] for r in records)
+    times = [most * i / 200 for i in range(201)]
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    for method, (_, dashes) in zip(methods, STYLES * len(methods), strict=False):
+        mine = [r for r in records if r["method"] == method]
+        accuracy = [mean([passes_at_seconds(r, t) for r in mine]) for t in times]
+        axes.plot(times, accuracy, linestyle=dashes, label=method, alpha=0.8)
+    axes.set(xlabel="wall-clock seconds into the solve", ylabel="passes hidden tests")
+    axes.set(ylim=(-0.02, 1.02))
+    axes.set_title("Accuracy versus wall-clock seconds: answer so far")
+    axes.legend()
     figure.savefig(path, dpi=120)
     return path
 
