@@ -3,7 +3,7 @@
     python benchmarks/engine_speed.py [--threads 2] [--k 3] [--max-new-tokens 256]
 
 1. Generated tokens per second, single stream and k siblings of one prompt:
-   transformers (TransformersPolicy.sample, LoRA attached), our llama.cpp engine with the live
+   transformers (the transformers engine, LoRA attached), our llama.cpp engine with the live
    adapter (after one GRPO update; decoding and llama.cpp's own log-probs), and raw llama.cpp
    (the same decoding loop, no adapter, no log-probs: the limit here).
 2. Adapter swap latency per GRPO update: GGUF conversion + load into the running context.
@@ -31,14 +31,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pot.evolve import GRPOConfig, GRPOTrainer
-from pot.policy import TransformersPolicy
+from pot.policy import LoraPolicy
+from pot.policy.engines import load_policy
 from pot.policy.gguf_lora import write_gguf_lora
-from pot.policy.llamacpp_policy import LlamaCppEngine, LlamaCppPolicy, Sampler
+from pot.policy.llamacpp_engine import LlamaCppDecoder, Sampler
 from pot.policy.models import gguf_path
+from pot.policy.rollout import Sampling
 from pot.prompts import Attempt, build_prompt, extract_code
 from pot.sandbox import Sandbox
 from pot.tasks.mbpp import load_mbpp
@@ -62,9 +63,9 @@ def main() -> None:
     prompt = build_prompt(chosen[0])
     load_before = os.getloadavg()[0]
 
-    reference = TransformersPolicy.load()
-    llama = LlamaCppPolicy.load(threads=args.threads)
-    raw = LlamaCppEngine(gguf_path("default"), threads=args.threads)
+    reference = load_policy("default", "transformers")
+    llama = llamacpp_policy(args.threads)
+    raw = LlamaCppDecoder(gguf_path("default"), threads=args.threads)
     engines = {"transformers": reference, "llamacpp": llama}
     trainers = {name: GRPOTrainer(policy, GRPOConfig()) for name, policy in engines.items()}
     print(
@@ -105,14 +106,14 @@ def main() -> None:
     paths = {
         "old": (llama, GRPOConfig(path="per_sequence", dtype="float32"), "transformers"),
         "new": (
-            LlamaCppPolicy.load(threads=args.threads),
+            llamacpp_policy(args.threads),
             GRPOConfig(dtype=args.dtype),
             "llamacpp",
         ),
     }
     path_trainers = {}
     for name, (policy, config, source) in paths.items():
-        policy.logprobs_from = source
+        policy.engine.config.logprobs_from = source
         path_trainers[name] = GRPOTrainer(policy, config)
     iterations = []
     with Sandbox() as sandbox:
@@ -141,20 +142,24 @@ def main() -> None:
     print(f"\nload average after: {os.getloadavg()[0]:.2f}; appended to {args.out}")
 
 
-def sampled(policy: TransformersPolicy, prompt: str, n: int, room: int, seed: int) -> int:
+def llamacpp_policy(threads: int) -> LoraPolicy:
+    return load_policy("default", "llamacpp", options={"llamacpp.threads": str(threads)})
+
+
+def sampled(policy: LoraPolicy, prompt: str, n: int, room: int, seed: int) -> int:
     completions = policy.sample(prompt, n, max_new_tokens=room, seed=seed)
     return sum(len(completion.token_ids) for completion in completions)
 
 
 def raw_tokens(
-    engine: LlamaCppEngine, policy: LlamaCppPolicy, prompt: str, n: int, room: int, seed: int
+    decoder: LlamaCppDecoder, policy: LoraPolicy, prompt: str, n: int, room: int, seed: int
 ) -> int:
     """Plain llama.cpp decoding of the same prompt: no adapter, no log-probs, eos stops."""
     prompt_ids = policy.encode_prompt(prompt)
-    sampler = Sampler(0.7, 1.0, 1.0, np.random.default_rng(seed))
+    sampler = Sampler(Sampling(seed=seed))
     sampler.start(prompt_ids, n)
-    eos = policy.eos_token_ids
-    outputs, _ = engine.generate(
+    eos = policy.learner.eos_token_ids
+    outputs, _ = decoder.generate(
         prompt_ids, n, room, sampler, lambda row, token: token in eos, with_logprobs=False
     )
     return sum(len(tokens) for tokens in outputs)
@@ -171,7 +176,7 @@ def measure(run: Callable[[int, int], int], repeats: int, room: int) -> dict[str
 
 
 def swap_latency(
-    policy: LlamaCppPolicy, trainer: GRPOTrainer, prompt: str, args
+    policy: LoraPolicy, trainer: GRPOTrainer, prompt: str, args
 ) -> list[dict[str, float]]:
     """Each update's swap as the engine does it (sync_adapter: GGUF conversion + load into
     the running context), and the conversion alone, timed once more on its own."""
@@ -182,10 +187,10 @@ def swap_latency(
             group = policy.sample(prompt, args.k, max_new_tokens=32, seed=100 + update)
             trainer.update(prompt, group, [1.0] + [0.0] * (args.k - 1))
             start = time.perf_counter()
-            write_gguf_lora(policy.model, policy.gguf_base, path)
+            write_gguf_lora(policy.learner.model, policy.engine.gguf_base, path)
             convert_s = time.perf_counter() - start
-            policy.sync_adapter()
-            total_s = policy.swap_seconds[-1]
+            policy.engine.sync_adapter(policy.learner)
+            total_s = policy.engine.swap_seconds[-1]
             swaps.append(
                 {
                     "convert_s": convert_s,
@@ -198,7 +203,7 @@ def swap_latency(
     return swaps
 
 
-def depth_prompt(policy: LlamaCppPolicy, sandbox: Sandbox, task, depth: int, args, seed: int):
+def depth_prompt(policy: LoraPolicy, sandbox: Sandbox, task, depth: int, args, seed: int):
     """The state's prompt at `depth`: the problem and depth - 1 earlier attempts, each a program
     the policy wrote for the previous state, with its feedback on the public tests."""
     attempts: list[Attempt] = []
@@ -211,13 +216,15 @@ def depth_prompt(policy: LlamaCppPolicy, sandbox: Sandbox, task, depth: int, arg
 
 
 def iteration(
-    policy: LlamaCppPolicy, trainer: GRPOTrainer, sandbox: Sandbox, task, prompt, args, seed: int
+    policy: LoraPolicy, trainer: GRPOTrainer, sandbox: Sandbox, task, prompt, args, seed: int
 ) -> dict[str, float]:
     """One expansion + update: sample k (log-probs as the path computes them for the priors),
     execute, one GRPO update (the second on this problem), swap the updated adapter into
     llama.cpp."""
     trainer.reset()
-    policy.sync_adapter()  # the reset adapter, so sampling does not pay for a swap
+    policy.engine.sync_adapter(
+        policy.learner
+    )  # the reset adapter, so sampling does not pay for a swap
     start = time.perf_counter()
     completions = policy.sample(
         prompt, args.k, max_new_tokens=args.max_new_tokens, seed=seed, logprobs=False
@@ -225,7 +232,9 @@ def iteration(
     sample_s = time.perf_counter() - start
     start = time.perf_counter()
     prompt_ids = policy.encode_prompt(prompt)
-    if policy.logprobs_from == "transformers":  # else llama.cpp gave them while sampling
+    if (
+        policy.engine.config.logprobs_from == "transformers"
+    ):  # else llama.cpp gave them while sampling
         policy.completion_logprobs(prompt_ids, [c.token_ids for c in completions])
     logprobs_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -240,7 +249,7 @@ def iteration(
     stats = trainer.update(prompt, completions, update_rewards)
     update_s = time.perf_counter() - start
     start = time.perf_counter()
-    policy.sync_adapter()
+    policy.engine.sync_adapter(policy.learner)
     swap_s = time.perf_counter() - start
     return {
         "prompt_tokens": len(prompt_ids),

@@ -1,4 +1,4 @@
-"""Generated tokens per second of TransformersPolicy.sample, single stream and batched.
+"""Generated tokens per second of the transformers engine's sampling, single stream and batched.
 
     python benchmarks/generation_throughput.py [--model default] [--batches 1,3,8]
 
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from pot.policy import TransformersPolicy
+from pot.policy.engines import load_policy
 from pot.prompts import build_prompt
 from pot.tasks.mbpp import load_mbpp
 
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    policy = TransformersPolicy.load(args.model)
+    policy = load_policy(args.model, "transformers")
     task = next(t for t in load_mbpp("train") if t.id == args.task)
     prompt = build_prompt(task)
     print(

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from pot.evolve import GRPOConfig, GRPOTrainer
-from pot.policy import TransformersPolicy
+from pot.policy import LoraPolicy
 from pot.policy.engines import load_policy, resolve_engine
 from pot.policy.models import gguf_path
 from pot.prompts import build_prompt, extract_code
@@ -77,7 +77,7 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def sample_programs(
-    policy: TransformersPolicy, prompt: list[dict], count: int, settings: RunSettings, seed: int
+    policy: LoraPolicy, prompt: list[dict], count: int, settings: RunSettings, seed: int
 ) -> list[str]:
     programs: list[str] = []
     for batch in range(0, count, 8):
@@ -92,7 +92,7 @@ def sample_programs(
     return programs
 
 
-def llamacpp_sampler(policy: TransformersPolicy, gguf: Path, settings: RunSettings):
+def llamacpp_sampler(policy: LoraPolicy, gguf: Path, settings: RunSettings):
     """Base-model sampling with llama.cpp on the model's GGUF file, for screening only."""
     from llama_cpp import Llama
 
@@ -126,7 +126,7 @@ def public_rewards(sandbox: Sandbox, task: Task, programs: list[str]) -> list[fl
 def screen(args: argparse.Namespace) -> None:
     path = OUT / "screen.jsonl"
     done = {r["task"] for r in read_jsonl(path)}
-    policy = TransformersPolicy.load(args.model)
+    policy = load_policy(args.model, "transformers")
     settings = RunSettings(max_new_tokens=args.max_new_tokens)
     gguf = gguf_path(args.model)
     sample = (
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> None:
     )  # fmt: skip
     trainer = GRPOTrainer(policy, config)
     print(
-        f"settings {asdict(settings)}, engine {policy.engine_name}, "
+        f"settings {asdict(settings)}, engine {policy.engine.name}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     with Sandbox() as sandbox:
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> None:
 
 def run_task(
     task: Task,
-    policy: TransformersPolicy,
+    policy: LoraPolicy,
     trainer: GRPOTrainer,
     sandbox: Sandbox,
     settings: RunSettings,

@@ -19,7 +19,8 @@ import time
 import torch
 
 from pot.evolve import GRPOConfig, GRPOTrainer
-from pot.policy import TransformersPolicy
+from pot.policy import LoraPolicy
+from pot.policy.engines import load_policy
 from pot.prompts import build_prompt, extract_code
 from pot.sandbox import Sandbox
 from pot.tasks.mbpp import load_mbpp
@@ -38,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    policy = TransformersPolicy.load(args.model)
+    policy = load_policy(args.model, "transformers")
     trainer = GRPOTrainer(policy, GRPOConfig())
     tasks = {t.id: t for t in load_mbpp("train")}
     print(
@@ -66,7 +67,7 @@ def main() -> None:
             sequences = [c.token_ids for c in completions]
             start = time.perf_counter()
             with torch.no_grad():
-                policy.sequence_logprobs(prompt_ids, sequences)
+                policy.learner.sequence_logprobs(prompt_ids, sequences)
             forward_s = time.perf_counter() - start
             start = time.perf_counter()
             train_step(policy, prompt_ids, sequences)
@@ -109,11 +110,11 @@ def main() -> None:
     )
 
 
-def train_step(policy: TransformersPolicy, prompt_ids: list[int], sequences: list[list[int]]):
+def train_step(policy: LoraPolicy, prompt_ids: list[int], sequences: list[list[int]]):
     """One forward + backward through the adapter, as in a GRPO epoch (no optimizer step)."""
-    logp, mask = policy.sequence_logprobs(prompt_ids, sequences)
+    logp, mask = policy.learner.sequence_logprobs(prompt_ids, sequences)
     (logp.sum() / mask.sum()).backward()
-    for param in policy.trainable_parameters():
+    for param in policy.learner.trainable_parameters():
         param.grad = None
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from pot.evolve import GRPOConfig, GRPOTrainer
-from pot.policy.llamacpp_policy import LlamaCppPolicy
+from pot.policy import LoraPolicy
+from pot.policy.engines import load_policy
 from pot.prompts import build_prompt
 from pot.tasks.mbpp import load_mbpp
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/logprob_agreement.jsonl"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    policy = LlamaCppPolicy.load(threads=args.threads)
+    policy = load_policy("default", "llamacpp", options={"llamacpp.threads": str(args.threads)})
     trainer = GRPOTrainer(policy, GRPOConfig())
     prompts = [build_prompt(task) for task in load_mbpp("prompt")[: args.tasks]]
     rows = []
@@ -55,17 +56,17 @@ def main() -> None:
         file.write(json.dumps(record | {"rows": rows}) + "\n")
 
 
-def move_adapter(policy: LlamaCppPolicy, scale: float = 0.02) -> None:
+def move_adapter(policy: LoraPolicy, scale: float = 0.02) -> None:
     """Seeded random LoRA B matrices: an adapter whose effect on the logits is not zero."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for name, param in policy.model.named_parameters():
+        for name, param in policy.learner.model.named_parameters():
             if "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
     policy.version += 1
 
 
-def agreement(policy: LlamaCppPolicy, prompts: list, args) -> dict:
+def agreement(policy: LoraPolicy, prompts: list, args) -> dict:
     token_diffs, program_diffs, same_order = [], [], 0
     for seed, prompt in enumerate(prompts):
         completions = policy.sample(prompt, args.k, max_new_tokens=args.max_new_tokens, seed=seed)

@@ -7,11 +7,11 @@ import time
 
 import torch
 
-from pot.policy import Completion, TransformersPolicy
+from pot.policy import Completion, Learner, LoraPolicy
 from pot.policy.tiny import tiny_random_model
 
 
-class ScriptedPolicy(TransformersPolicy):
+class ScriptedPolicy(LoraPolicy):
     """A real (tiny, random) policy whose rollouts are the scripted programs in turn, cycling.
 
     Log-probs, the adapter and GRPO updates are the real ones; only sampling is replaced, and
@@ -19,7 +19,7 @@ class ScriptedPolicy(TransformersPolicy):
     """
 
     def __init__(self, programs: list[str], tokens: int = 10) -> None:
-        super().__init__(*tiny_random_model(seed=0))
+        super().__init__(Learner(*tiny_random_model(seed=0)))
         self.programs, self.tokens = programs, tokens
         self.prompts: list[str] = []
         self.reset()
@@ -32,7 +32,7 @@ class ScriptedPolicy(TransformersPolicy):
         self.prompts.append(prompt[-1]["content"])
         text = f"```python\n{next(self._next)}\n```"
         prompt_ids = self.encode_prompt(prompt)
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        ids = self.learner.tokenizer(text, add_special_tokens=False).input_ids
         ids = (ids * self.tokens)[: min(self.tokens, max_new_tokens)]
         (logprobs,) = self.completion_logprobs(prompt_ids, [ids])
         return Completion(text, ids, logprobs.tolist(), len(prompt_ids), "stop")

@@ -7,7 +7,7 @@ import torch
 from pot.evolve import GRPOConfig, GRPOTrainer, UpdateStats, group_advantages, grpo_loss
 from pot.evolve.precision import cpu_has_native_bf16, resolve_dtype
 from pot.evolve.scoring import chunk_rows
-from pot.policy import Completion, TransformersPolicy
+from pot.policy import Completion, Learner, LoraPolicy
 from pot.policy.tiny import tiny_random_model
 
 PROMPT = "a"
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_trainer(config: GRPOConfig = CONFIG) -> GRPOTrainer:
-    return GRPOTrainer(TransformersPolicy(*tiny_random_model(seed=0)), config)
+    return GRPOTrainer(LoraPolicy(Learner(*tiny_random_model(seed=0))), config)
 
 
 def contains_token(completion: Completion, token: int) -> float:
@@ -33,7 +33,7 @@ def train(trainer: GRPOTrainer, reward, updates: int, first_seed: int = 0) -> No
         trainer.update(PROMPT, group, [reward(completion) for completion in group])
 
 
-def rate(policy: TransformersPolicy, token: int) -> float:
+def rate(policy: LoraPolicy, token: int) -> float:
     samples = policy.sample(PROMPT, 256, temperature=1.0, max_new_tokens=8, seed=12345)
     return sum(contains_token(c, token) for c in samples) / len(samples)
 
@@ -127,13 +127,13 @@ def test_sequences_of_different_length_weigh_the_same():
 
 def test_zero_variance_groups_are_skipped_and_counted():
     trainer = make_trainer()
-    before = trainer.policy.adapter_state()
+    before = trainer.learner.adapter_state()
     group = trainer.policy.sample(PROMPT, 3, max_new_tokens=6, seed=0)
     for rewards in ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0]):
         stats = trainer.update(PROMPT, group, rewards)
         assert stats.skipped and stats.steps == 0 and stats.version == 0
     assert trainer.skipped == 2 and trainer.updates == 0
-    assert same_state(trainer.policy.adapter_state(), before)
+    assert same_state(trainer.learner.adapter_state(), before)
 
 
 def test_update_takes_epochs_steps_and_bumps_the_version():
@@ -148,37 +148,37 @@ def test_update_takes_epochs_steps_and_bumps_the_version():
 
 def test_base_weights_stay_bitwise_identical():
     trainer = make_trainer()
-    model = trainer.policy.model.get_base_model()
+    model = trainer.learner.model.get_base_model()
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
-    initial_adapter = trainer.policy.adapter_state()
+    initial_adapter = trainer.learner.adapter_state()
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
-    assert optimized == {id(p) for p in trainer.policy.trainable_parameters()}
+    assert optimized == {id(p) for p in trainer.learner.trainable_parameters()}
 
-    x = trainer.policy.tokenizer.convert_tokens_to_ids("x")
+    x = trainer.learner.tokenizer.convert_tokens_to_ids("x")
     train(trainer, lambda c: contains_token(c, x), updates=8)
 
     assert trainer.updates > 0
-    assert not same_state(trainer.policy.adapter_state(), initial_adapter)
+    assert not same_state(trainer.learner.adapter_state(), initial_adapter)
     after = {n: p.detach() for n, p in model.named_parameters() if "lora_" not in n}
     assert same_state(after, base)
 
 
 def test_reset_restores_the_start_and_problems_share_nothing():
     trainer = make_trainer(replace(CONFIG, ref_refresh_every=2))
-    initial = trainer.policy.adapter_state()
-    x, y = trainer.policy.tokenizer.convert_tokens_to_ids(["x", "y"])
+    initial = trainer.learner.adapter_state()
+    x, y = trainer.learner.tokenizer.convert_tokens_to_ids(["x", "y"])
     train(trainer, lambda c: contains_token(c, x), updates=6)  # problem 1
     assert trainer.optimizer.state and trainer.reference is not None
 
     trainer.reset()
-    assert same_state(trainer.policy.adapter_state(), initial)
+    assert same_state(trainer.learner.adapter_state(), initial)
     assert trainer.policy.version == 0 and trainer.updates == 0 and trainer.skipped == 0
     assert not trainer.optimizer.state and trainer.reference is None
     train(trainer, lambda c: contains_token(c, y), updates=4, first_seed=100)
 
     fresh = make_trainer(replace(CONFIG, ref_refresh_every=2))
     train(fresh, lambda c: contains_token(c, y), updates=4, first_seed=100)
-    assert same_state(trainer.policy.adapter_state(), fresh.policy.adapter_state())
+    assert same_state(trainer.learner.adapter_state(), fresh.learner.adapter_state())
 
 
 def test_reference_is_the_base_then_a_copy_refreshed_every_n_updates():
@@ -187,11 +187,11 @@ def test_reference_is_the_base_then_a_copy_refreshed_every_n_updates():
     trainer.update(PROMPT, groups[0], [1.0, 0.0, 0.0])
     assert trainer.reference is None
     trainer.update(PROMPT, groups[1], [1.0, 0.0, 0.0])
-    assert same_state(trainer.reference, trainer.policy.adapter_state())
+    assert same_state(trainer.reference, trainer.learner.adapter_state())
     refreshed = trainer.reference
     trainer.update(PROMPT, groups[2], [1.0, 0.0, 0.0])
     assert trainer.reference is refreshed
-    assert not same_state(trainer.reference, trainer.policy.adapter_state())
+    assert not same_state(trainer.reference, trainer.learner.adapter_state())
 
 
 def test_old_logprobs_come_from_the_training_model_not_the_sampler():
@@ -200,7 +200,7 @@ def test_old_logprobs_come_from_the_training_model_not_the_sampler():
     forged = [replace(c, logprobs=[0.0] * len(c.logprobs)) for c in group]
     honest.update(PROMPT, group, [1.0, 0.0, 0.0, 1.0])
     tampered.update(PROMPT, forged, [1.0, 0.0, 0.0, 1.0])
-    assert same_state(honest.policy.adapter_state(), tampered.policy.adapter_state())
+    assert same_state(honest.learner.adapter_state(), tampered.learner.adapter_state())
 
 
 def test_update_rejects_a_group_from_another_prompt():
@@ -217,7 +217,7 @@ def test_update_rejects_a_group_from_another_prompt():
 
 def test_grpo_raises_the_probability_of_the_rewarded_behaviour():
     trainer = make_trainer()
-    x = trainer.policy.tokenizer.convert_tokens_to_ids("x")
+    x = trainer.learner.tokenizer.convert_tokens_to_ids("x")
     before = rate(trainer.policy, x)
     train(trainer, lambda c: contains_token(c, x), updates=12)
     after = rate(trainer.policy, x)
@@ -227,7 +227,7 @@ def test_grpo_raises_the_probability_of_the_rewarded_behaviour():
 
 def test_rewarding_the_opposite_lowers_it():
     trainer = make_trainer()
-    x = trainer.policy.tokenizer.convert_tokens_to_ids("x")
+    x = trainer.learner.tokenizer.convert_tokens_to_ids("x")
     before = rate(trainer.policy, x)
     train(trainer, lambda c: 1.0 - contains_token(c, x), updates=12)
     assert rate(trainer.policy, x) < before / 2
@@ -235,7 +235,7 @@ def test_rewarding_the_opposite_lowers_it():
 
 def test_equal_rewards_leave_the_policy_unchanged():
     trainer = make_trainer()
-    x = trainer.policy.tokenizer.convert_tokens_to_ids("x")
+    x = trainer.learner.tokenizer.convert_tokens_to_ids("x")
     before = rate(trainer.policy, x)
     train(trainer, lambda c: 1.0, updates=12)
     assert trainer.skipped == 12
@@ -252,19 +252,19 @@ def float64_trainer(config: GRPOConfig) -> GRPOTrainer:
     """A float64 tiny model whose adapter already moved (random LoRA B), so every LoRA
     matrix has a gradient and the reference (the base) differs from pi_old."""
     model, tokenizer = tiny_random_model(seed=0)
-    trainer = GRPOTrainer(TransformersPolicy(model.double(), tokenizer), config)
+    trainer = GRPOTrainer(LoraPolicy(Learner(model.double(), tokenizer)), config)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for name, param in trainer.policy.model.named_parameters():
+        for name, param in trainer.learner.model.named_parameters():
             if "lora_B" in name:
                 noise = torch.randn(param.shape, generator=generator, dtype=param.dtype)
                 param.copy_(noise * 0.1)
     return trainer
 
 
-def scripted_group(policy: TransformersPolicy, prompt, texts: list[str]) -> list[Completion]:
+def scripted_group(policy: LoraPolicy, prompt, texts: list[str]) -> list[Completion]:
     prompt_tokens = len(policy.encode_prompt(prompt))
-    encode = policy.tokenizer
+    encode = policy.learner.tokenizer
     return [
         Completion(
             text, encode(text, add_special_tokens=False).input_ids, [], prompt_tokens, "stop"
@@ -280,7 +280,7 @@ GROUP_REWARDS = [1.0, 0.0, 0.25]
 def gradients(trainer: GRPOTrainer) -> dict[str, torch.Tensor]:
     return {
         name: param.grad.clone()
-        for name, param in trainer.policy.model.named_parameters()
+        for name, param in trainer.learner.model.named_parameters()
         if param.requires_grad
     }
 
@@ -320,7 +320,7 @@ def test_prefix_shared_updates_follow_the_per_sequence_ones_over_refreshes():
         b = per_sequence.update(LONG_PROMPT, group, GROUP_REWARDS)
         for key in ("loss", "kl", "clip_fraction", "grad_norm"):
             assert getattr(a, key) == pytest.approx(getattr(b, key), abs=1e-6), key
-        assert_close(shared.policy.adapter_state(), per_sequence.policy.adapter_state(), 1e-6)
+        assert_close(shared.learner.adapter_state(), per_sequence.learner.adapter_state(), 1e-6)
 
 
 def test_passes_are_counted_and_redundant_ones_skipped():
@@ -354,12 +354,12 @@ def test_micro_batches_give_the_same_update(path):
     assert (a.micro_batches, b.micro_batches) == (1, len(group))
     assert a.loss == pytest.approx(b.loss, abs=1e-9)
     assert a.clip_fraction == pytest.approx(b.clip_fraction, abs=1e-9)
-    assert_close(whole.policy.adapter_state(), split.policy.adapter_state(), 1e-9)
+    assert_close(whole.learner.adapter_state(), split.learner.adapter_state(), 1e-9)
 
 
 def attention_calls(trainer: GRPOTrainer) -> list[int]:
     calls = []
-    attention = trainer.policy.model.get_base_model().model.layers[0].self_attn
+    attention = trainer.learner.model.get_base_model().model.layers[0].self_attn
     attention.register_forward_hook(lambda *args: calls.append(1))
     return calls
 
@@ -375,9 +375,9 @@ def test_gradient_checkpointing_recomputes_and_gives_the_same_update():
     assert len(plain_calls) == plain_stats.forward_passes
     # each backward runs the forward again
     assert len(checkpointed_calls) == stats.forward_passes + stats.backward_passes
-    assert_close(plain.policy.adapter_state(), checkpointed.policy.adapter_state(), 1e-9)
+    assert_close(plain.learner.adapter_state(), checkpointed.learner.adapter_state(), 1e-9)
     with torch.no_grad():  # sampling and scoring outside the update are unaffected
-        assert not any(layer.training for layer in checkpointed.policy.model.modules())
+        assert not any(layer.training for layer in checkpointed.learner.model.modules())
 
 
 def test_siblings_with_different_prompts_fall_back_to_per_sequence_passes():
@@ -390,7 +390,7 @@ def test_siblings_with_different_prompts_fall_back_to_per_sequence_passes():
     b = reference.update_each(prompts, group, GROUP_REWARDS)
     assert a.path == "per_sequence" and a.forward_passes == EXACT.epochs + 1
     assert a.loss == pytest.approx(b.loss, abs=1e-6)
-    assert_close(mixed.policy.adapter_state(), reference.policy.adapter_state(), 1e-6)
+    assert_close(mixed.learner.adapter_state(), reference.learner.adapter_state(), 1e-6)
     with pytest.raises(ValueError, match="not sampled from this prompt"):
         mixed.update_each(prompts[::-1], group, GROUP_REWARDS)
 
@@ -401,7 +401,7 @@ def bf16_or_fp32(dtype: str) -> tuple[UpdateStats, dict[str, torch.Tensor]]:
     )
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for name, param in trainer.policy.model.named_parameters():
+        for name, param in trainer.learner.model.named_parameters():
             if "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
     group = scripted_group(trainer.policy, LONG_PROMPT, GROUP_TEXTS)

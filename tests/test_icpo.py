@@ -15,7 +15,7 @@ from pot.methods.icpo import (
     user_text,
 )
 from pot.methods.math_methods import MathConfig, solve_math
-from pot.policy import Completion, TransformersPolicy
+from pot.policy import Completion, Learner, LoraPolicy
 from pot.policy.tiny import tiny_random_model
 from pot.tasks import Task, Test
 from pot.tasks.math import MathTask, arithmetic_tasks
@@ -79,7 +79,7 @@ def test_official_defaults_give_about_1450_generations():
     assert generations(config) == 1456
 
 
-class ScriptedPolicy(TransformersPolicy):
+class ScriptedPolicy(LoraPolicy):
     """A real tiny policy whose texts are scripted by the kind of request.
 
     Summary requests get "idea-<n>" (n counts them); requests for `k` answers get the next
@@ -88,7 +88,7 @@ class ScriptedPolicy(TransformersPolicy):
     """
 
     def __init__(self, rounds, probe, final, k=3, probe_k=2, tokens=6):
-        super().__init__(*tiny_random_model(seed=0, context_length=8192))
+        super().__init__(Learner(*tiny_random_model(seed=0, context_length=8192)))
         self.rounds, self.probe, self.final = list(rounds), probe, final
         self.k, self.probe_k, self.tokens = k, probe_k, tokens
         self.summaries, self.calls = 0, []
@@ -109,7 +109,10 @@ class ScriptedPolicy(TransformersPolicy):
         else:
             texts = self.final[:n]
         prompt_ids = self.encode_prompt(prompt)
-        ids = [self.tokenizer(t, add_special_tokens=False).input_ids[: self.tokens] for t in texts]
+        ids = [
+            self.learner.tokenizer(t, add_special_tokens=False).input_ids[: self.tokens]
+            for t in texts
+        ]
         logprobs = self.completion_logprobs(prompt_ids, ids) if texts else []
         return [
             Completion(text, row, lp.tolist(), len(prompt_ids), "stop")
@@ -175,7 +178,7 @@ def test_prompt_after_two_rounds_holds_exactly_the_selected_summaries():
     # costs: per round 3 answers + 3 summaries + 3 probes of 2; then 4 final answers
     assert ledger.costs.programs == 2 * (3 + 3 + 3 * 2) + 4 == generations(small_config())
     tokens = sum(
-        len(policy.tokenizer(t, add_special_tokens=False).input_ids[:6])
+        len(policy.learner.tokenizer(t, add_special_tokens=False).input_ids[:6])
         for t in boxed(5, 5, 7, 7, 7, 5) + ["idea-1"] * 6 + boxed(9) * 12 + boxed(7) * 4
     )
     assert ledger.costs.generated_tokens == tokens

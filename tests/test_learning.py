@@ -11,7 +11,7 @@ from pot.budget import Budget, Ledger
 from pot.cli import print_progress
 from pot.evolve.grpo import GRPOConfig, GRPOTrainer
 from pot.methods import method_config, solve
-from pot.policy import Completion, TransformersPolicy
+from pot.policy import Completion, Learner, LoraPolicy
 from pot.policy.tiny import tiny_random_model
 from pot.search import SearchConfig, finish_reason, path_prompt, run_search
 from pot.tasks import Task, Test
@@ -109,7 +109,7 @@ def test_nodes_record_their_finish_reason_and_token_counts(sandbox):
         assert (node.finish_reason, node.tokens, node.prompt_tokens) == ("fence", 10, prompt_tokens)
     assert (tree.root.finish_reason, tree.root.tokens) == ("", 0)
 
-    real = TransformersPolicy(*tiny_random_model(seed=0))  # samples for real: noise, no fence
+    real = LoraPolicy(Learner(*tiny_random_model(seed=0)))  # samples for real: noise, no fence
     config = SearchConfig(k=8, max_new_tokens=6, simulations=1, commit=False)
     tree = run_search(TASK, real, sandbox, Ledger(Budget()), config)
     for node in tree.nodes[1:]:
@@ -176,7 +176,7 @@ def test_sampled_programs_change_after_an_update_inside_run_search(sandbox, one_
     )
     runs = {}
     for lr in (0.0, 0.05):
-        policy = TransformersPolicy(*tiny_random_model(seed=0))
+        policy = LoraPolicy(Learner(*tiny_random_model(seed=0)))
         trainer = GRPOTrainer(policy, GRPOConfig(lr=lr))
         runs[lr] = run_search(QUIET, policy, sandbox, Ledger(Budget()), config, trainer=trainer)
     first, second = (

@@ -9,14 +9,17 @@ import torch
 from pot.evolve import GRPOConfig, GRPOTrainer
 from pot.policy import (
     Completion,
+    Learner,
+    LoraPolicy,
     ModelNotFoundError,
     PromptTooLongError,
-    TransformersPolicy,
     load_model,
 )
+from pot.policy.engines import load_policy
+from pot.policy.fence import StopRule
 from pot.policy.tiny import tiny_random_model
-from pot.policy.transformers_policy import _ClosingFenceStop
-from pot.policy.vllm_policy import VLLMConfig, VLLMPolicy
+from pot.policy.transformers_engine import _StopCriterion
+from pot.policy.vllm_engine import VLLMConfig, VLLMEngine
 from pot.prompts import build_prompt, extract_code
 from pot.tasks import Task
 
@@ -24,33 +27,33 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def policy() -> TransformersPolicy:
-    return TransformersPolicy(*tiny_random_model(seed=0))
+def policy() -> LoraPolicy:
+    return LoraPolicy(Learner(*tiny_random_model(seed=0)))
 
 
-def overfit(policy: TransformersPolicy, prompt: str, targets: list[str], steps: int = 150) -> None:
+def overfit(policy: LoraPolicy, prompt: str, targets: list[str], steps: int = 150) -> None:
     """Train the whole tiny model until it writes the targets (equally often) after prompt."""
     prompt_ids = policy.encode_prompt(prompt)
-    sequences = [policy.tokenizer(t, add_special_tokens=False).input_ids for t in targets]
-    optimizer = torch.optim.Adam(policy.model.parameters(), lr=3e-2)
+    sequences = [policy.learner.tokenizer(t, add_special_tokens=False).input_ids for t in targets]
+    optimizer = torch.optim.Adam(policy.learner.model.parameters(), lr=3e-2)
     torch.manual_seed(0)
     for _ in range(steps):
-        logp, mask = policy.sequence_logprobs(prompt_ids, sequences)
+        logp, mask = policy.learner.sequence_logprobs(prompt_ids, sequences)
         loss = -(logp.sum(-1) / mask.sum(-1)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    policy.model.eval()
+    policy.learner.model.eval()
 
 
 def test_loads_a_local_model_directory(policy, tmp_path):
-    policy.model.save_pretrained(tmp_path)
-    policy.tokenizer.save_pretrained(tmp_path)
-    loaded = TransformersPolicy.load(str(tmp_path))
+    policy.learner.model.save_pretrained(tmp_path)
+    policy.learner.tokenizer.save_pretrained(tmp_path)
+    loaded = load_policy(str(tmp_path), "transformers", "cpu")
     ids = torch.tensor([policy.encode_prompt("hello")])
     assert loaded.encode_prompt("hello") == ids[0].tolist()
     with torch.no_grad():
-        assert torch.equal(loaded.model(ids).logits, policy.model(ids).logits)
+        assert torch.equal(loaded.learner.model(ids).logits, policy.learner.model(ids).logits)
 
 
 @pytest.mark.parametrize("name", ["/no/such/model/dir", "./missing-model"])
@@ -70,13 +73,13 @@ def test_directory_without_a_model_is_one_clear_error(tmp_path):
 
 def test_prompt_string_becomes_a_user_turn_of_the_chat_template(policy):
     ids = policy.encode_prompt("hi")
-    assert policy.tokenizer.decode(ids) == "<user>hi\n<assistant>"
+    assert policy.learner.tokenizer.decode(ids) == "<user>hi\n<assistant>"
     assert policy.encode_prompt([{"role": "user", "content": "hi"}]) == ids
 
 
 def test_without_chat_template_a_string_is_used_as_is(policy):
-    policy.tokenizer.chat_template = None
-    assert policy.tokenizer.decode(policy.encode_prompt("hi")) == "hi"
+    policy.learner.tokenizer.chat_template = None
+    assert policy.learner.tokenizer.decode(policy.encode_prompt("hi")) == "hi"
     with pytest.raises(ValueError, match="chat template"):
         policy.encode_prompt([{"role": "user", "content": "hi"}])
 
@@ -122,59 +125,61 @@ def test_greedy_stops_at_eos_and_hides_it_from_the_text(policy):
     overfit(policy, "p", ["x = 1<eos>"])
     completion = policy.greedy("p", max_new_tokens=30)
     assert completion.text == "x = 1"
-    assert completion.token_ids[-1] == policy.tokenizer.eos_token_id
+    assert completion.token_ids[-1] == policy.learner.tokenizer.eos_token_id
     assert completion.finish_reason == "stop"
 
 
 def test_fence_criterion_marks_rows_independently(policy):
-    tokenizer = policy.tokenizer
+    tokenizer = policy.learner.tokenizer
     rows = ["```python\na\n```", "```python\nabcd\n```", "no fence here at all..."]
-    criterion = _ClosingFenceStop(tokenizer, batch_size=3)
+    stop = StopRule(tokenizer, policy.learner.eos_token_ids, 3, fence=True)
+    criterion = _StopCriterion(stop)
     ids = [tokenizer(row, add_special_tokens=False).input_ids for row in rows]
     width = max(len(row) for row in ids)
     padded = torch.tensor([row + [0] * (width - len(row)) for row in ids])
     for step in range(1, width + 1):
         done = criterion(padded[:, :step], scores=torch.empty(0))
     assert done.tolist() == [True, True, False]
-    assert criterion.stop_lengths == [len(ids[0]), len(ids[1]), None]
+    assert stop.lengths == [len(ids[0]), len(ids[1]), None]
+    assert stop.at_fence == [True, True, False]
 
 
 def test_prompt_longer_than_the_context_is_one_clear_error():
-    policy = TransformersPolicy(*tiny_random_model(seed=0, context_length=32))
+    policy = LoraPolicy(Learner(*tiny_random_model(seed=0, context_length=32)))
     with pytest.raises(PromptTooLongError, match="context is 32"):
         policy.sample("x" * 40, 2, max_new_tokens=4)
 
 
 def test_adapter_reset_snapshot_and_base_weights(policy):
-    base = {name: p.detach().clone() for name, p in policy.model.named_parameters()}
-    policy.attach_adapter(GRPOConfig().lora_config(), seed=3)
-    assert all("lora_" in name for name, _ in policy.adapter_state().items())
-    initial = policy.adapter_state()
+    base = {name: p.detach().clone() for name, p in policy.learner.model.named_parameters()}
+    policy.learner.attach_adapter(GRPOConfig().lora_config(), seed=3)
+    assert all("lora_" in name for name, _ in policy.learner.adapter_state().items())
+    initial = policy.learner.adapter_state()
     prompt_ids = policy.encode_prompt("abc")
-    completion = [policy.tokenizer("def", add_special_tokens=False).input_ids]
+    completion = [policy.learner.tokenizer("def", add_special_tokens=False).input_ids]
     before = policy.completion_logprobs(prompt_ids, completion)[0]
 
     with torch.no_grad():
-        for param in policy.trainable_parameters():
+        for param in policy.learner.trainable_parameters():
             param.add_(0.5)
     policy.version = 4
     changed = policy.completion_logprobs(prompt_ids, completion)[0]
     assert not torch.allclose(changed, before)
-    with policy.adapter_weights(None):  # the base model
+    with policy.learner.adapter_weights(None):  # the base model
         assert torch.equal(policy.completion_logprobs(prompt_ids, completion)[0], before)
-    with policy.adapter_weights(initial):
+    with policy.learner.adapter_weights(initial):
         assert torch.equal(policy.completion_logprobs(prompt_ids, completion)[0], before)
     assert torch.equal(policy.completion_logprobs(prompt_ids, completion)[0], changed)
 
     snapshot = policy.snapshot()
     policy.reset()
     assert policy.version == 0
-    assert all(torch.equal(policy.adapter_state()[k], v) for k, v in initial.items())
+    assert all(torch.equal(policy.learner.adapter_state()[k], v) for k, v in initial.items())
     policy.restore(snapshot)
     assert policy.version == 4
     assert torch.equal(policy.completion_logprobs(prompt_ids, completion)[0], changed)
 
-    frozen = policy.model.get_base_model()
+    frozen = policy.learner.model.get_base_model()
     for name, param in frozen.named_parameters():
         if "lora_" not in name:
             assert not param.requires_grad
@@ -182,12 +187,12 @@ def test_adapter_reset_snapshot_and_base_weights(policy):
 
 
 def test_the_same_adapter_seed_gives_the_same_initial_adapter(policy):
-    policy.attach_adapter(GRPOConfig().lora_config(), seed=5)
-    first = policy.adapter_state()
-    policy.attach_adapter(GRPOConfig().lora_config(), seed=5)
-    second = policy.adapter_state()
-    policy.attach_adapter(GRPOConfig().lora_config(), seed=6)
-    third = policy.adapter_state()
+    policy.learner.attach_adapter(GRPOConfig().lora_config(), seed=5)
+    first = policy.learner.adapter_state()
+    policy.learner.attach_adapter(GRPOConfig().lora_config(), seed=5)
+    second = policy.learner.adapter_state()
+    policy.learner.attach_adapter(GRPOConfig().lora_config(), seed=6)
+    third = policy.learner.adapter_state()
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], third[k]) for k in first)
@@ -195,7 +200,7 @@ def test_the_same_adapter_seed_gives_the_same_initial_adapter(policy):
 
 @pytest.mark.slow
 def test_embedded_default_writes_a_parsable_program():
-    policy = TransformersPolicy.load("default")
+    policy = load_policy("default", "transformers", "cpu")
     task = Task(
         id="add",
         prompt="Write a python function to add two numbers a and b.\n"
@@ -212,7 +217,7 @@ def test_embedded_default_writes_a_parsable_program():
 
 
 class StandInVLLM:
-    """vLLM's offline API as VLLMPolicy calls it: LLM(model=..., enable_lora=...,
+    """vLLM's offline API as VLLMEngine calls it: LLM(model=..., enable_lora=...,
     max_lora_rank=..., enable_prefix_caching=..., gpu_memory_utilization=...),
     LLM.generate(prompts, sampling_params, lora_request=..., use_tqdm=...),
     SamplingParams(n, seed, max_tokens, temperature, ..., stop, include_stop_str_in_output) and
@@ -267,11 +272,10 @@ class StandInVLLM:
         return SimpleNamespace(token_ids=tokens, finish_reason="length", stop_reason=None)
 
 
-def vllm_policy(scripts: list[str], prompt: str = "a", **config) -> tuple[VLLMPolicy, StandInVLLM]:
-    model, tokenizer = tiny_random_model(seed=0)
-    prompt_ids = TransformersPolicy(model, tokenizer).encode_prompt(prompt)
-    api = StandInVLLM(tokenizer, prompt_ids, scripts)
-    return VLLMPolicy(model, tokenizer, "tiny", VLLMConfig(**config), api=api), api
+def vllm_policy(scripts: list[str], prompt: str = "a", **config) -> tuple[LoraPolicy, StandInVLLM]:
+    learner = Learner(*tiny_random_model(seed=0))
+    api = StandInVLLM(learner.tokenizer, learner.encode_prompt(prompt), scripts)
+    return LoraPolicy(learner, VLLMEngine("tiny", VLLMConfig(**config), api=api)), api
 
 
 def test_vllm_stops_at_the_closing_fence_and_counts_every_generated_token():
@@ -290,7 +294,7 @@ def test_vllm_stops_at_the_closing_fence_and_counts_every_generated_token():
     assert len(completions[3].token_ids) == 40
     # rounds: all four to their opening fence (or eos), then the three open blocks continue
     assert [call["rows"] for call in api.calls] == [1, 3]
-    assert policy.generated_tokens == sum(len(c.token_ids) for c in completions)
+    assert policy.engine.generated_tokens == sum(len(c.token_ids) for c in completions)
     assert all(len(c.logprobs) == len(c.token_ids) for c in completions)
     plain = policy.sample("a", 1, max_new_tokens=80, stop_at_fence=False)[0]
     assert plain.text == scripts[0] and plain.finish_reason == "stop"  # decoded to eos
@@ -305,7 +309,7 @@ def test_vllm_serves_each_adapter_version_under_a_fresh_name_and_id():
     policy.sample("a", 1, max_new_tokens=8)  # unchanged: the same version again
     group = [Completion("x", [5, 6, 7], [], len(policy.encode_prompt("a")), "stop")] * 2
     trainer.update("a", [group[0], replace(group[1], token_ids=[8, 9])], [1.0, 0.0])
-    first_path = Path(policy._workdir.name) / "v1"
+    first_path = Path(policy.engine.workdir.name) / "v1"
     policy.sample("a", 1, max_new_tokens=8)
     trainer.reset()  # the initial weights again, yet a new version: id 1 is retired
     policy.sample("a", 1, max_new_tokens=8)

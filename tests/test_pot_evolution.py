@@ -27,7 +27,7 @@ def tree_shape(result):
 def test_pot_updates_the_adapter_on_mixed_group_rewards_and_never_the_base(sandbox):
     policy = ScriptedPolicy([BAD, HALF, BAD])
     config = method_config("pot", {"grpo.lr": 1e-2})
-    base = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    base = {k: v.clone() for k, v in policy.learner.model.state_dict().items()}
     result = solve(TASK, policy, sandbox, "pot", config=config, budget=Budget(programs=12))
     versions = [n["policy_version"] for n in result.trace["nodes"][1:]]
     assert result.costs.gradient_steps == 3 * max(versions) > 0
@@ -36,7 +36,7 @@ def test_pot_updates_the_adapter_on_mixed_group_rewards_and_never_the_base(sandb
     assert committed and all(n["policy_version"] >= 1 for n in committed)
     after = {
         k.removeprefix("base_model.model.").replace(".base_layer", ""): v
-        for k, v in policy.model.state_dict().items()
+        for k, v in policy.learner.model.state_dict().items()
         if "lora_" not in k
     }
     assert after.keys() == base.keys()

@@ -21,7 +21,10 @@ from pot.tasks import Task, TaskFormatError, Test, get_task
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 SPARK = "▁▂▃▄▅▆▇█"
-ENGINE_HELP = "auto, transformers, llamacpp (CPU, GGUF models) or vllm (GPU)"
+ENGINE_HELP = (
+    "auto, transformers, llamacpp (CPU, GGUF models) or vllm (GPU); engine options: --set "
+    "llamacpp.threads=2, llamacpp.logprobs_from=transformers, vllm.max_lora_rank=32"
+)
 MODEL_HELP = "'default', a Hugging Face id or a directory"
 DEFAULTS = {
     "code": {
@@ -203,10 +206,10 @@ def solve(
     config: ConfigOption = None,
 ) -> None:
     """Solve one problem and show the answer, its reward curve and where the trace went."""
-    from pot.api import load_policy
     from pot.bench.config import ConfigError
     from pot.bench.worker import SandboxSettings
     from pot.methods import solve as solve_task
+    from pot.policy.engines import is_engine_option, load_policy
 
     try:
         flags = {"methods": method, "model": model, "budget": budget, "seeds": seed}
@@ -222,14 +225,19 @@ def solve(
         sandbox = SandboxSettings.from_overrides(
             {k.removeprefix("sandbox."): v for k, v in sandbox_keys.items()}
         )
-        method_keys = {k: v for k, v in settings["set"].items() if k not in sandbox_keys}
+        engine_keys = {k: v for k, v in settings["set"].items() if is_engine_option(k)}
+        method_keys = {
+            k: v
+            for k, v in settings["set"].items()
+            if k not in sandbox_keys and k not in engine_keys
+        }
         the_config = method_config(method, method_keys)
         the_budget = Budget.parse(solo["budget"])
-        policy = load_policy(solo["model"], solo["engine"])
+        policy = load_policy(solo["model"], solo["engine"], options=engine_keys)
     except (UsageError, TaskFormatError, ConfigError, ValueError, LookupError) as e:
         fail(str(e))
     console.print(
-        f"solving {the_task.id} with {method} on {solo['model']} ({policy.engine_name})",
+        f"solving {the_task.id} with {method} on {solo['model']} ({policy.engine.name})",
         highlight=False,
     )
     with sandbox.open() as box:
@@ -414,13 +422,14 @@ def bench(
         spec = bench_spec(load_settings(config, "code", {**flags, "oracle": oracle}, set_), "code")
         spec.method_configs()
         spec.sandbox_settings()
+        engine_options = spec.engine_options()
         Budget.parse(spec.budget)
         task_list = load_tasks(spec.tasks, selection=spec.selection())
         if not ray or spec.engine not in ENGINES:  # Ray workers resolve "auto" on their hardware
             spec.engine = resolve_engine(spec.model, spec.engine)
     except (UsageError, TaskFormatError, ConfigError, ValueError, LookupError) as e:
         fail(str(e))
-    policy = ModelPolicy(spec.model, spec.engine)
+    policy = ModelPolicy(spec.model, spec.engine, engine_options)
     if ray:
         executor = RayExecutor(policy, workers=workers, address=address)
     else:
@@ -539,6 +548,7 @@ def math_(
         )
         spec = bench_spec(load_settings(config, "math", flags, set_), "math")
         configs = spec.method_configs()
+        engine_options = spec.engine_options()
         task_list = spec.selection().apply(load_math_tasks(spec.tasks), spec.tasks)
         spec.engine = resolve_engine(spec.model, spec.engine)
     except (UsageError, TaskFormatError, ConfigError, ValueError, LookupError) as e:
@@ -548,7 +558,7 @@ def math_(
             folder,
             spec,
             task_list,
-            SerialExecutor(ModelPolicy(spec.model, spec.engine)),
+            SerialExecutor(ModelPolicy(spec.model, spec.engine, engine_options)),
             show_progress=True,
             retry_errors=retry_errors,
             allow_mixed=allow_mixed,

@@ -23,6 +23,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from pot.methods import METHODS, method_config
+from pot.policy.engines import EngineOptions
 from pot.sandbox import Limits
 
 RUN_KEYS = (
@@ -60,12 +61,14 @@ def dotted_fields(config: Any, prefix: str = "") -> list[str]:
 
 
 def option_keys(domain: str) -> list[str]:
-    """Every `--set` key of a domain: unscoped and method-scoped options, and the sandbox's."""
+    """Every `--set` key of a domain: unscoped and method-scoped options, the engines' and
+    (code) the sandbox's."""
+    engines = dotted_fields(EngineOptions())
     if domain == "math":
         from pot.methods.math_methods import MathConfig
 
-        return dotted_fields(MathConfig())
-    keys = {f"sandbox.{name}" for name in ("isolation", *dotted_fields(Limits()))}
+        return sorted([*dotted_fields(MathConfig()), *engines])
+    keys = {f"sandbox.{name}" for name in ("isolation", *dotted_fields(Limits()))} | set(engines)
     for method in METHODS:
         for name in dotted_fields(method_config(method)):
             keys |= {name, f"{method}.{name}"}

@@ -30,7 +30,9 @@ from pot.bench.config import dotted_fields, nearest, option_keys, render_config
 from pot.bench.identity import git_commit, run_identity, versions
 from pot.bench.worker import Job, JobKey, SandboxSettings
 from pot.budget import Budget
-from pot.methods import METHODS, apply_overrides, method_config
+from pot.methods import METHODS, method_config
+from pot.overrides import apply_overrides
+from pot.policy.engines import EngineOptions, is_engine_option
 from pot.tasks.load import Selection
 
 RESULTS = "results.jsonl"
@@ -78,11 +80,22 @@ class BenchSpec:
         except ValueError as e:
             raise BenchError(f"--set {e}") from None
 
+    def engine_options(self) -> dict[str, str]:
+        """The `llamacpp.*` / `vllm.*` overrides, checked (pot.policy.engines)."""
+        options = {k: v for k, v in self.overrides.items() if is_engine_option(k)}
+        try:
+            EngineOptions.parse(options)
+        except ValueError as e:
+            raise BenchError(f"--set {e}") from None
+        return options
+
     def method_configs(self) -> dict[str, Any]:
         """Each method's config with the overrides that apply to it (see `split_overrides`)."""
+        method_overrides = {
+            k: v for k, v in self.overrides.items() if not is_sandbox(k) and not is_engine_option(k)
+        }
         if self.domain == "math":
-            return math_configs(self.methods, self.overrides)
-        method_overrides = {k: v for k, v in self.overrides.items() if not is_sandbox(k)}
+            return math_configs(self.methods, method_overrides)
         configs = {}
         for method, overrides in split_overrides(self.methods, method_overrides).items():
             try:

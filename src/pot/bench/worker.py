@@ -91,15 +91,17 @@ class Job:
 @dataclass(frozen=True)
 class ModelPolicy:
     """A picklable policy factory: loads `model` where it is called, with `engine` resolved
-    there (pot.policy.engines: a Ray worker with a GPU uses it, else the CPU)."""
+    there (pot.policy.engines: a Ray worker with a GPU uses it, else the CPU) and the engine
+    options (`{"llamacpp.threads": "2"}`)."""
 
     model: str = "default"
     engine: str = "auto"
+    options: dict[str, str] = field(default_factory=dict)
 
     def __call__(self) -> Any:
         from pot.policy.engines import load_policy
 
-        return load_policy(self.model, self.engine)
+        return load_policy(self.model, self.engine, options=self.options)
 
 
 def error_record(job: Job, worker: str, kind: str, message: str, details: str) -> dict[str, Any]:
@@ -135,8 +137,8 @@ class BenchWorker:
             "worker": self.name,
             "host": socket.gethostname(),
             "isolation": self.sandbox.isolation if self.sandbox else None,
-            "device": str(getattr(self.policy, "device", "unknown")),
-            "engine": getattr(self.policy, "engine_name", "unknown"),
+            "device": str(self.policy.learner.device),
+            "engine": self.policy.engine.name,
         }
 
     def run(self, job: Job) -> dict[str, Any]:

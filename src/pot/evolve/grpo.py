@@ -12,7 +12,7 @@ from peft import LoraConfig
 
 from pot.evolve.precision import autocast, resolve_dtype
 from pot.evolve.scoring import PerSequenceScorer, Scorer, SharedPrefixScorer
-from pot.policy import AdapterState, Completion, Prompt, TransformersPolicy
+from pot.policy import AdapterState, Completion, LoraPolicy, Prompt
 
 
 @dataclass
@@ -133,24 +133,25 @@ class GRPOTrainer:
     Creating a trainer attaches a fresh adapter with the config's LoRA settings.
     """
 
-    def __init__(self, policy: TransformersPolicy, config: GRPOConfig | None = None) -> None:
+    def __init__(self, policy: LoraPolicy, config: GRPOConfig | None = None) -> None:
         self.policy = policy
+        self.learner = policy.learner
         self.config = config or GRPOConfig()
         if self.config.path not in PATHS:
             raise ValueError(
                 f"unknown GRPO path {self.config.path!r}: choose one of {', '.join(PATHS)}"
             )
-        self.dtype = resolve_dtype(self.config.dtype, policy.device)
-        policy.attach_adapter(self.config.lora_config(), seed=self.config.adapter_seed)
+        self.dtype = resolve_dtype(self.config.dtype, self.learner.device)
+        self.learner.attach_adapter(self.config.lora_config(), seed=self.config.adapter_seed)
         if self.config.gradient_checkpointing:
-            policy.enable_gradient_checkpointing()
+            self.learner.enable_gradient_checkpointing()
         self.reset()
 
     def reset(self) -> None:
         """New problem: initial adapter, fresh optimizer state, base model as reference."""
         self.policy.reset()
         self.optimizer = torch.optim.AdamW(
-            self.policy.trainable_parameters(),
+            self.learner.trainable_parameters(),
             lr=self.config.lr,
             weight_decay=self.config.weight_decay,
         )
@@ -187,33 +188,33 @@ class GRPOTrainer:
         ):
             raise ValueError("the completions were not sampled from this prompt")
         advantages = group_advantages(rewards, self.config.eta, self.config.adv_clip)
-        with _threads(self.config.threads), autocast(self.policy.device, self.dtype):
+        with _threads(self.config.threads), autocast(self.learner.device, self.dtype):
             stats = self._train(prompts_ids, [c.token_ids for c in completions], advantages)
         self.updates += 1
         self.policy.version += 1
         if self.updates % self.config.ref_refresh_every == 0:
-            self.reference = self.policy.adapter_state()
+            self.reference = self.learner.adapter_state()
         stats.version = self.policy.version
         stats.seconds = time.perf_counter() - start
         return stats
 
     def _encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         encoded: dict[int, list[int]] = {}  # the same prompt object is encoded once
-        return [encoded.setdefault(id(p), self.policy.encode_prompt(p)) for p in prompts]
+        return [encoded.setdefault(id(p), self.learner.encode_prompt(p)) for p in prompts]
 
     def _scorer(self, prompts_ids: list[list[int]], sequences: list[list[int]]) -> Scorer:
         budget = self.config.micro_batch_tokens or None
         shared = all(ids == prompts_ids[0] for ids in prompts_ids)
         if self.config.path == "shared" and shared and not self.config.gradient_checkpointing:
-            return SharedPrefixScorer(self.policy, prompts_ids[0], sequences, budget)
-        return PerSequenceScorer(self.policy, prompts_ids, sequences, budget)
+            return SharedPrefixScorer(self.learner, prompts_ids[0], sequences, budget)
+        return PerSequenceScorer(self.learner, prompts_ids, sequences, budget)
 
     def _train(
         self, prompts_ids: list[list[int]], sequences: list[list[int]], advantages: torch.Tensor
     ) -> UpdateStats:
         config = self.config
         scorer = self._scorer(prompts_ids, sequences)
-        advantages = advantages.to(self.policy.device)
+        advantages = advantages.to(self.learner.device)
         stats = UpdateStats(
             skipped=False,
             version=self.policy.version,
@@ -232,13 +233,13 @@ class GRPOTrainer:
         ref: list[torch.Tensor] | None = None  # None: equal to pi_old
         if config.path == "per_sequence":
             old = evaluate()
-            with self.policy.adapter_weights(self.reference):
+            with self.learner.adapter_weights(self.reference):
                 ref = evaluate()
         elif not self._reference_is_current():
-            with self.policy.adapter_weights(self.reference):
+            with self.learner.adapter_weights(self.reference):
                 ref = evaluate()
 
-        parameters = self.policy.trainable_parameters()
+        parameters = self.learner.trainable_parameters()
         totals = dict.fromkeys(("loss", "kl", "clip_fraction", "grad_norm"), 0.0)
         for _ in range(config.epochs):
             self.optimizer.zero_grad(set_to_none=True)
@@ -291,9 +292,8 @@ class GRPOTrainer:
         adapter adds nothing yet (LoRA B = 0, as initialised), or it is a copy of the adapter
         that has not moved since (the update right after a refresh)."""
         if self.reference is None:
-            return self.policy.adapter_is_identity()
-        current = self.policy.adapter_state()
-        return all(torch.equal(self.reference[name], current[name]) for name in current)
+            return self.learner.adapter_is_identity()
+        return self.learner.adapter_equals(self.reference)
 
 
 PATHS = ("shared", "per_sequence")

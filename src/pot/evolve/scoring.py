@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from pot.policy import TransformersPolicy
+from pot.policy import Learner
 
 ChunkLoss = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]  # chunk, logp, mask
 
@@ -42,12 +42,12 @@ def chunk_rows(costs: list[int], budget: int | None) -> list[list[int]]:
 class SharedPrefixScorer:
     def __init__(
         self,
-        policy: TransformersPolicy,
+        learner: Learner,
         prompt_ids: list[int],
         completions: list[list[int]],
         budget: int | None,
     ) -> None:
-        self.policy = policy
+        self.learner = learner
         self.prompt_ids = prompt_ids
         self.completions = completions
         self.chunks = chunk_rows([len(ids) for ids in completions], budget)
@@ -56,12 +56,12 @@ class SharedPrefixScorer:
     def evaluate(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One no-grad pass: (logp, mask) per chunk."""
         with torch.no_grad():
-            prompt = self.policy.prompt_pass(self.prompt_ids)
+            prompt = self.learner.prompt_pass(self.prompt_ids)
             return [self._chunk(prompt, rows) for rows in self.chunks]
 
     def train_pass(self, chunk_loss: ChunkLoss) -> None:
         """One pass with gradient: backward of each chunk's loss, then of the shared prompt."""
-        prompt = self.policy.prompt_pass(self.prompt_ids)
+        prompt = self.learner.prompt_pass(self.prompt_ids)
         leaves = prompt.detached()
         for index, rows in enumerate(self.chunks):
             logp, mask = self._chunk(leaves, rows)
@@ -69,18 +69,18 @@ class SharedPrefixScorer:
         prompt.backward_from(leaves)
 
     def _chunk(self, prompt, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.policy.completion_pass(prompt, [self.completions[row] for row in rows])
+        return self.learner.completion_pass(prompt, [self.completions[row] for row in rows])
 
 
 class PerSequenceScorer:
     def __init__(
         self,
-        policy: TransformersPolicy,
+        learner: Learner,
         prompts_ids: list[list[int]],
         completions: list[list[int]],
         budget: int | None,
     ) -> None:
-        self.policy = policy
+        self.learner = learner
         self.prompts_ids = prompts_ids
         self.completions = completions
         costs = [len(p) + len(c) for p, c in zip(prompts_ids, completions, strict=True)]
@@ -92,13 +92,13 @@ class PerSequenceScorer:
             return [self._chunk(rows) for rows in self.chunks]
 
     def train_pass(self, chunk_loss: ChunkLoss) -> None:
-        with self.policy.checkpointed():
+        with self.learner.checkpointed():
             for index, rows in enumerate(self.chunks):
                 logp, mask = self._chunk(rows)
                 chunk_loss(index, logp, mask).backward()
 
     def _chunk(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.policy.sequence_logprobs_each(
+        return self.learner.sequence_logprobs_each(
             [self.prompts_ids[row] for row in rows], [self.completions[row] for row in rows]
         )
 

@@ -1,8 +1,12 @@
-"""Policies: sample programs with log-probs, and carry the per-problem LoRA adapter."""
+"""Policies: sample programs with log-probs, and carry the per-problem LoRA adapter.
+
+A `LoraPolicy` composes who learns (`Learner`: the PEFT model, its adapter and the log-prob
+passes) with who samples (a rollout engine, chosen in pot.policy.engines)."""
 
 from pot.policy.base import Completion, FinishReason, Policy, Prompt
+from pot.policy.learner import AdapterState, Learner, PromptTooLongError
+from pot.policy.lora_policy import LoraPolicy
 from pot.policy.models import ALIASES, EMBEDDED_MODELS, ModelNotFoundError, cache_dir, load_model
-from pot.policy.transformers_policy import AdapterState, PromptTooLongError, TransformersPolicy
 
 __all__ = [
     "ALIASES",
@@ -10,11 +14,12 @@ __all__ = [
     "AdapterState",
     "Completion",
     "FinishReason",
+    "Learner",
+    "LoraPolicy",
     "ModelNotFoundError",
     "Policy",
     "Prompt",
     "PromptTooLongError",
-    "TransformersPolicy",
     "cache_dir",
     "load_model",
 ]

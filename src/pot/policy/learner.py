@@ -1,4 +1,5 @@
-"""The reference policy: transformers generate for rollouts, PEFT LoRA for the adapter."""
+"""Who learns: the causal LM with its PEFT LoRA adapter, the prompt encoding, and the log-prob
+passes GRPO trains on. Rollout engines sample from it (pot.policy.lora_policy composes both)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,10 @@ from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import (
-    DynamicCache,
-    LogitsProcessor,
-    LogitsProcessorList,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from pot.policy.base import Completion, Prompt
-from pot.policy.fence import FenceStop
-from pot.policy.models import load_model
-from pot.prompts import closing_fence_end
+from pot.policy.base import Prompt
 
 AdapterState = dict[str, torch.Tensor]
 
@@ -68,19 +58,17 @@ class PromptTooLongError(ValueError):
     """A prompt that leaves no room for new tokens in the model's context."""
 
 
-class TransformersPolicy:
+class Learner:
     """A causal LM with an optional LoRA adapter (attached by the GRPO trainer).
 
-    Without an adapter it samples from the base model; `attach_adapter` wraps the model with
-    PEFT, freezes the base weights and stores the seeded initial adapter that `reset` restores.
+    Without an adapter it is the base model; `attach_adapter` wraps the model with PEFT,
+    freezes the base weights and stores the seeded initial adapter that `reset_adapter`
+    restores.
     """
-
-    engine_name = "transformers"  # who samples the rollouts
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model: PreTrainedModel | PeftModel = model.eval()
         self.tokenizer = tokenizer
-        self.version = 0
         self.context_length: int = model.config.max_position_embeddings
         self.device = next(model.parameters()).device
         pad = tokenizer.pad_token_id
@@ -94,12 +82,6 @@ class TransformersPolicy:
             getattr(config, "final_logit_softcapping", None) is None
             and getattr(config, "logit_scale", None) is None
         )
-
-    @classmethod
-    def load(
-        cls, name: str = "default", *, dtype: torch.dtype = torch.float32, device: str = "cpu"
-    ) -> TransformersPolicy:
-        return cls(*load_model(name, dtype=dtype, device=device))
 
     # --- prompts -------------------------------------------------------------------------
 
@@ -120,110 +102,8 @@ class TransformersPolicy:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
-    # --- generation ----------------------------------------------------------------------
-
-    def sample(
-        self,
-        prompt: Prompt,
-        n: int,
-        *,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
-        max_new_tokens: int = 2048,
-        seed: int | None = None,
-        stop_at_fence: bool = True,
-        repetition_penalty: float = 1.0,
-        logprobs: bool = True,
-    ) -> list[Completion]:
-        """n completions of one prompt, in one batched generate call (prompt processed once).
-
-        `stop_at_fence=False` decodes plain text (math answers, summaries) up to eos. Log-probs
-        are recorded during generation at no extra cost, so `logprobs=False` changes nothing.
-        """
-        sampling = {
-            "do_sample": True,
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": 0,
-            "repetition_penalty": repetition_penalty,
-        }
-        return self._generate(prompt, n, max_new_tokens, seed, sampling, stop_at_fence)
-
-    def greedy(
-        self,
-        prompt: Prompt,
-        *,
-        max_new_tokens: int = 2048,
-        stop_at_fence: bool = True,
-        logprobs: bool = True,
-    ) -> Completion:
-        sampling = {"do_sample": False}
-        return self._generate(prompt, 1, max_new_tokens, None, sampling, stop_at_fence)[0]
-
-    def _generate(
-        self,
-        prompt: Prompt,
-        n: int,
-        max_new_tokens: int,
-        seed: int | None,
-        sampling: dict,
-        stop_at_fence: bool = True,
-    ) -> list[Completion]:
-        prompt_ids = self.encode_prompt(prompt)
-        room = self._room_for(len(prompt_ids), max_new_tokens)
-        input_ids = torch.tensor([prompt_ids], device=self.device)
-        fence = _ClosingFenceStop(self.tokenizer, batch_size=n, enabled=stop_at_fence)
-        recorder = _LogprobRecorder()
-        with torch.no_grad(), _seeded(seed, self.device):
-            cache = self._shared_prefix_cache(input_ids, n)
-            batch = input_ids.expand(n, -1)
-            sequences = self.model.generate(
-                input_ids=batch,
-                attention_mask=torch.ones_like(batch),
-                past_key_values=cache,
-                max_new_tokens=room,
-                logits_processor=LogitsProcessorList([recorder]),
-                stopping_criteria=StoppingCriteriaList([fence]),
-                pad_token_id=self.pad_token_id,
-                **sampling,
-            )
-        logprobs = recorder.finish(sequences)
-        new_tokens = sequences[:, len(prompt_ids) :].tolist()
-        return [
-            self._completion(ids, logprobs[row].tolist(), fence.stop_lengths[row], len(prompt_ids))
-            for row, ids in enumerate(new_tokens)
-        ]
-
-    def _shared_prefix_cache(self, input_ids: torch.Tensor, n: int) -> DynamicCache:
-        """KV cache of every prompt token but the last, computed once and repeated n times.
-
-        generate then runs only the last prompt token and the new ones for each sequence.
-        """
-        cache = DynamicCache(config=self.model.config)
-        if input_ids.shape[1] > 1:
-            self.model(input_ids=input_ids[:, :-1], past_key_values=cache, logits_to_keep=1)
-            cache.batch_repeat_interleave(n)
-        return cache
-
-    def _completion(
-        self, ids: list[int], logprobs: list[float], fence_length: int | None, prompt_tokens: int
-    ) -> Completion:
-        eos_at = next((i for i, token in enumerate(ids) if token in self.eos_token_ids), None)
-        eos_length = None if eos_at is None else eos_at + 1
-        stops = [length for length in (fence_length, eos_length) if length is not None]
-        length = min(stops, default=len(ids))
-        text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
-        if fence_length is not None and fence_length == length:
-            text = text[: closing_fence_end(text)]
-        return Completion(
-            text=text,
-            token_ids=ids[:length],
-            logprobs=logprobs[:length],
-            prompt_tokens=prompt_tokens,
-            finish_reason="stop" if stops else "length",
-        )
-
-    def _room_for(self, prompt_tokens: int, max_new_tokens: int) -> int:
+    def room_for(self, prompt_tokens: int, max_new_tokens: int) -> int:
+        """New tokens a prompt of this length leaves room for, at most max_new_tokens."""
         room = self.context_length - prompt_tokens
         if room <= 0:
             raise PromptTooLongError(
@@ -241,15 +121,6 @@ class TransformersPolicy:
         with torch.no_grad():
             logprobs, _ = self.sequence_logprobs(prompt_ids, completions)
         return [logprobs[row, : len(ids)].clone() for row, ids in enumerate(completions)]
-
-    def rollout_logprobs(
-        self, prompt_ids: list[int], completions: list[list[int]], wanted: bool
-    ) -> list[torch.Tensor]:
-        """For engines that sample outside this model: `completion_logprobs`, a forward pass
-        over prompt + completions, or empty rows when the caller does not use them."""
-        if not wanted:
-            return [torch.empty(0)] * len(completions)
-        return self.completion_logprobs(prompt_ids, completions)
 
     def sequence_logprobs(
         self, prompt_ids: list[int], completions: list[list[int]]
@@ -371,21 +242,20 @@ class TransformersPolicy:
 
     def _decoder(self) -> torch.nn.Module:
         """The transformer body under the LM head (LoRA layers included): hidden states."""
-        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        base = self.model.get_base_model() if self.has_adapter else self.model
         return getattr(base, base.base_model_prefix)
 
     # --- adapter lifecycle ---------------------------------------------------------------
 
     def attach_adapter(self, lora: LoraConfig, *, seed: int = 0) -> None:
         """Wrap the base model with a fresh LoRA adapter (seeded init); base weights freeze."""
-        base = self.model.unload() if isinstance(self.model, PeftModel) else self.model
+        base = self.model.unload() if self.has_adapter else self.model
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             # peft calls a transformers method that transformers 5 deprecates: not ours to fix
             warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
             torch.manual_seed(seed)
             self.model = get_peft_model(base, lora).eval()
         self._initial_adapter = self.adapter_state()
-        self.version = 0
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute each decoder layer's activations during backward instead of keeping them.
@@ -394,7 +264,7 @@ class TransformersPolicy:
         KV cache, so `checkpointed` switches just the layer modules (their dropouts stay in eval
         mode) and only cache-free passes (`sequence_logprobs_each`) can use it.
         """
-        base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+        base = self.model.get_base_model() if self.has_adapter else self.model
         options = {"use_reentrant": False}
         if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.2x
             base.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
@@ -414,6 +284,10 @@ class TransformersPolicy:
             for layer in layers:
                 layer.training = False
 
+    @property
+    def has_adapter(self) -> bool:
+        return isinstance(self.model, PeftModel)
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [param for param in self.model.parameters() if param.requires_grad]
 
@@ -431,6 +305,15 @@ class TransformersPolicy:
             for name, param in self.model.named_parameters()
             if param.requires_grad
         }
+
+    def adapter_equals(self, state: AdapterState | None) -> bool:
+        """Whether the adapter weights are exactly `state` (None: no adapter is attached)."""
+        if state is None:
+            return not self.has_adapter
+        current = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        return current.keys() == state.keys() and all(
+            torch.equal(param, state[name]) for name, param in current.items()
+        )
 
     def load_adapter_state(self, state: AdapterState) -> None:
         with torch.no_grad():
@@ -452,72 +335,10 @@ class TransformersPolicy:
         finally:
             self.load_adapter_state(current)
 
-    def reset(self) -> None:
-        """The initial adapter again (same weights every time), version 0."""
+    def reset_adapter(self) -> None:
+        """The initial adapter again (same weights every time)."""
         if self._initial_adapter is not None:
             self.load_adapter_state(self._initial_adapter)
-        self.version = 0
-
-    def snapshot(self) -> dict:
-        return {"version": self.version, "adapter": self.adapter_state()}
-
-    def restore(self, state: dict) -> None:
-        self.load_adapter_state(state["adapter"])
-        self.version = state["version"]
-
-
-class _ClosingFenceStop(StoppingCriteria):
-    """Stops each sequence once its new text closes the first ``` fenced block."""
-
-    def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, batch_size: int, enabled: bool = True
-    ) -> None:
-        self.fence = FenceStop(tokenizer, batch_size)
-        self.enabled = enabled
-        self.stop_lengths = self.fence.lengths  # per row: tokens up to its closing fence
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        # called once per new token: every unfinished row gets its newest token
-        if self.enabled:
-            for row, token in enumerate(input_ids[:, -1].tolist()):
-                if self.stop_lengths[row] is None:
-                    self.fence.add(row, token)
-        return torch.tensor(
-            [length is not None for length in self.stop_lengths], device=input_ids.device
-        )
-
-
-class _LogprobRecorder(LogitsProcessor):
-    """Log-prob of each sampled token under the model's own distribution.
-
-    Custom processors run before temperature and top-p, so these are untempered log-probs.
-    The token chosen at step t is only known at step t + 1 (or at the end).
-    """
-
-    def __init__(self) -> None:
-        self.steps: list[torch.Tensor] = []
-        self.last: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.last is not None:
-            self.steps.append(self.last.gather(1, input_ids[:, -1:]))
-        self.last = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
-        self.steps.append(self.last.gather(1, sequences[:, -1:]))
-        return torch.cat(self.steps, dim=1)
-
-
-@contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:

@@ -1,18 +1,16 @@
-"""Rollouts from llama.cpp on the GGUF base model, with the training adapter hot-swapped in.
+"""Rollouts from llama.cpp on the GGUF base model, with the learner's adapter hot-swapped in.
 
-The LoRA adapter lives and trains in transformers + PEFT (this class *is* a
-TransformersPolicy); llama.cpp only samples. Before a generation whose adapter weights differ
-from the ones llama.cpp holds (after a GRPO update, reset, restore or new adapter), the adapter
-is written as a GGUF LoRA file and swapped into the running llama.cpp context; the base model
-stays loaded.
+The LoRA adapter lives and trains in the learner (transformers + PEFT); llama.cpp only
+samples. Before a generation whose adapter weights differ from the ones llama.cpp holds (after
+a GRPO update, reset, restore or new adapter), the adapter is written as a GGUF LoRA file and
+swapped into the running llama.cpp context; the base model stays loaded.
 
 Per-token log-probs of the returned completions (the search priors) come by default from
 llama.cpp's own logits at each sampled token, with the live adapter: they are the distribution
 that sampled the tokens (SPEC section 2) and cost nothing. `logprobs_from="transformers"`
-computes them in the training model instead (one batched no-grad forward). GRPO never uses
-them: it recomputes pi_old in the training model. llama.cpp runs the quantized weights (and
-quantizes activations), so the two differ a little; benchmarks/logprob_agreement.py measures
-by how much.
+leaves them to the learner instead (one batched no-grad forward). GRPO never uses them: it
+recomputes pi_old in the learner. llama.cpp runs the quantized weights (and quantizes
+activations), so the two differ a little; benchmarks/logprob_agreement.py measures by how much.
 """
 
 from __future__ import annotations
@@ -22,24 +20,22 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from peft import PeftModel
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from pot.policy.base import Completion, Prompt
-from pot.policy.fence import FenceStop
+from pot.policy.fence import StopRule
 from pot.policy.gguf_lora import GgufBase, write_gguf_lora
-from pot.policy.models import gguf_path, load_model
-from pot.policy.transformers_policy import AdapterState, TransformersPolicy
+from pot.policy.learner import AdapterState, Learner
+from pot.policy.rollout import Rollouts, Sampling
 
 LOGPROB_SOURCES = ("llamacpp", "transformers")  # who scores the sampled tokens for the priors
 Picker = Callable[[list[int], np.ndarray], list[int]]  # rows, their logits -> their tokens
 
 
-class LlamaCppEngine:
+class LlamaCppDecoder:
     """A llama.cpp model and context that decode n sequences after one shared prompt.
 
     The KV cache is unified: the prompt is evaluated once into sequence 0 and its cells are
@@ -198,158 +194,92 @@ class LlamaCppEngine:
             raise RuntimeError("llama.cpp could not set the LoRA adapter on its context")
 
 
-class LlamaCppPolicy(TransformersPolicy):
-    """TransformersPolicy (training, log-probs) whose rollouts run in llama.cpp.
+@dataclass
+class LlamaCppConfig:
+    threads: int = 0  # llama.cpp decoding threads; 0: torch's thread count (OMP_NUM_THREADS, Ray)
+    logprobs_from: str = "llamacpp"  # who scores the sampled tokens for the priors
+
+    def check(self) -> None:
+        """ValueError, one line, for a value the engine cannot take."""
+        if self.logprobs_from not in LOGPROB_SOURCES:
+            raise ValueError(
+                f"unknown log-prob source {self.logprobs_from!r} (llamacpp.logprobs_from): "
+                f"choose one of {', '.join(LOGPROB_SOURCES)}"
+            )
+        if self.threads < 0:
+            raise ValueError(
+                f"llamacpp.threads must be 0 (torch's thread count) or more, not {self.threads}"
+            )
+
+
+class LlamaCppEngine:
+    """Rollouts in llama.cpp with the learner's adapter hot-swapped in.
 
     `swap_seconds` records each adapter swap (GGUF conversion + load) for the cost figures.
     """
 
-    engine_name = "llamacpp"
+    name = "llamacpp"
 
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        gguf_file: Path,
-        *,
-        threads: int | None = None,
-        logprobs_from: str = "llamacpp",
-    ) -> None:
-        super().__init__(model, tokenizer)
-        if logprobs_from not in LOGPROB_SOURCES:
-            raise ValueError(
-                f"unknown log-prob source {logprobs_from!r}: choose one of "
-                f"{', '.join(LOGPROB_SOURCES)}"
-            )
-        self.logprobs_from = logprobs_from
-        self.engine = LlamaCppEngine(gguf_file, threads=threads)
+    def __init__(self, gguf_file: Path, config: LlamaCppConfig | None = None) -> None:
+        self.config = config or LlamaCppConfig()
+        self.config.check()
+        self.decoder = LlamaCppDecoder(gguf_file, threads=self.config.threads or None)
         self.gguf_base = GgufBase.read(gguf_file)
         self.swap_seconds: list[float] = []
         self._synced: AdapterState | None = None  # the adapter weights llama.cpp now holds
         self._workdir = tempfile.TemporaryDirectory(prefix="pot-lora-")
 
-    @classmethod
-    def load(
-        cls, name: str = "default", *, threads: int | None = None, logprobs_from: str = "llamacpp"
-    ) -> LlamaCppPolicy:
-        path = gguf_path(name)
-        if path is None:
-            raise ValueError(f"model {name!r} has no GGUF file for llama.cpp")
-        return cls(*load_model(name), path, threads=threads, logprobs_from=logprobs_from)
-
-    def sample(
+    def generate(
         self,
-        prompt: Prompt,
-        n: int,
-        *,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
-        max_new_tokens: int = 2048,
-        seed: int | None = None,
-        stop_at_fence: bool = True,
-        repetition_penalty: float = 1.0,
-        logprobs: bool = True,
-    ) -> list[Completion]:
-        """n completions sampled by llama.cpp after the prompt, which is evaluated once."""
-        sampler = Sampler(temperature, top_p, repetition_penalty, np.random.default_rng(seed))
-        return self._rollout(prompt, n, max_new_tokens, sampler, stop_at_fence, logprobs)
-
-    def greedy(
-        self,
-        prompt: Prompt,
-        *,
-        max_new_tokens: int = 2048,
-        stop_at_fence: bool = True,
-        logprobs: bool = True,
-    ) -> Completion:
-        return self._rollout(prompt, 1, max_new_tokens, Sampler(), stop_at_fence, logprobs)[0]
-
-    def _rollout(
-        self,
-        prompt: Prompt,
+        learner: Learner,
+        prompt_ids: list[int],
         n: int,
         max_new_tokens: int,
-        sampler: Sampler,
-        stop_at_fence: bool,
-        with_logprobs: bool,
-    ) -> list[Completion]:
-        prompt_ids = self.encode_prompt(prompt)
-        room = self._room_for(len(prompt_ids), max_new_tokens)
-        self.sync_adapter()
+        sampling: Sampling | None,
+        stop: StopRule,
+    ) -> Rollouts:
+        """n rows decoded by llama.cpp after the prompt, which is evaluated once."""
+        self.sync_adapter(learner)
+        sampler = Sampler(sampling)
         sampler.start(prompt_ids, n)
-        stop = _StopRule(self.tokenizer, self.eos_token_ids, n, stop_at_fence)
-        outputs, own = self.engine.generate(prompt_ids, n, room, sampler, stop)
-        if self.logprobs_from == "transformers":
-            logprobs = [
-                row.tolist() for row in self.rollout_logprobs(prompt_ids, outputs, with_logprobs)
-            ]
-        else:
-            logprobs = own
-        return [
-            self._completion(ids, row_logprobs, stop.fence_lengths[row], len(prompt_ids))
-            for row, (ids, row_logprobs) in enumerate(zip(outputs, logprobs, strict=True))
-        ]
+        own = self.config.logprobs_from == "llamacpp"
+        outputs, logprobs = self.decoder.generate(
+            prompt_ids, n, max_new_tokens, sampler, stop.add, with_logprobs=own
+        )
+        return Rollouts(token_ids=outputs, logprobs=logprobs if own else None)
 
     def reset(self) -> None:
-        """Also forget the cached prompt: a problem's samples then depend on the problem, the
-        seed and the config only, not on which problem ran before (a warm prefix can flip a
-        near-tie token, so a resumed or Ray run would otherwise differ from a serial one)."""
-        super().reset()
-        self.engine.cached = []
+        """Forget the cached prompt: a problem's samples then depend on the problem, the seed
+        and the config only, not on which problem ran before."""
+        self.decoder.cached = []
 
-    def sync_adapter(self) -> None:
-        """Give llama.cpp the training adapter if its weights changed since the last swap.
+    def sync_adapter(self, learner: Learner) -> None:
+        """Give llama.cpp the learner's adapter if its weights changed since the last swap.
 
         An adapter that adds nothing (every LoRA B zero, as initialised: each problem's first
         expansion) is not loaded: the logits are the base model's either way, and llama.cpp
         then skips the LoRA products.
         """
-        current = self.adapter_state() if isinstance(self.model, PeftModel) else None
-        if _same_adapter(current, self._synced):
+        if learner.adapter_equals(self._synced):
             return
         start = time.perf_counter()
         path = None
-        if current is not None and not self.adapter_is_identity():
+        if learner.has_adapter and not learner.adapter_is_identity():
             path = Path(self._workdir.name) / "adapter.gguf"
-            write_gguf_lora(self.model, self.gguf_base, path)
-        self.engine.set_adapter(path)
-        self._synced = current
+            write_gguf_lora(learner.model, self.gguf_base, path)
+        self.decoder.set_adapter(path)
+        self._synced = learner.adapter_state() if learner.has_adapter else None
         self.swap_seconds.append(time.perf_counter() - start)
 
 
-class _StopRule:
-    """Ends a row at an eos token or, with `fence`, once its text closes the first ``` block."""
-
-    def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, eos: set[int], rows: int, fence: bool
-    ) -> None:
-        self.eos = eos
-        self.fence = FenceStop(tokenizer, rows) if fence else None
-        self.fence_lengths = self.fence.lengths if fence else [None] * rows
-
-    def __call__(self, row: int, token: int) -> bool:
-        if token in self.eos:
-            return True
-        return self.fence is not None and self.fence.add(row, token)
-
-
 class Sampler:
-    """Picks each row's next token: argmax without an rng, else a seeded draw at `temperature`
-    from the nucleus of mass `top_p`. The repetition penalty is transformers': a logit of a
-    token already in the prompt or the row's output is divided by it when positive, else
-    multiplied."""
+    """Picks each row's next token: argmax without `sampling` (greedy), else its seeded draw
+    (pot.policy.rollout.Sampling). A repetition-penalised logit is that of a token already in
+    the prompt or the row's output."""
 
-    def __init__(
-        self,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
-        rng: np.random.Generator | None = None,
-    ) -> None:
-        self.temperature = temperature
-        self.top_p = top_p
-        self.penalty = repetition_penalty
-        self.rng = rng
+    def __init__(self, sampling: Sampling | None = None) -> None:
+        self.sampling = sampling or Sampling()  # greedy: only its penalty (none) applies
+        self.rng = None if sampling is None else np.random.default_rng(sampling.seed)
         self.seen: list[set[int]] = []
 
     def start(self, prompt_ids: list[int], rows: int) -> None:
@@ -363,18 +293,20 @@ class Sampler:
 
     def _pick(self, row: int, scores: np.ndarray) -> int:
         scores = scores.astype(np.float64)
-        if self.penalty != 1.0:
+        penalty = self.sampling.repetition_penalty
+        if penalty != 1.0:
             seen = np.fromiter(self.seen[row], dtype=np.int64)
             chosen = scores[seen]
-            scores[seen] = np.where(chosen > 0, chosen / self.penalty, chosen * self.penalty)
+            scores[seen] = np.where(chosen > 0, chosen / penalty, chosen * penalty)
         if self.rng is None:
             return int(scores.argmax())
-        scaled = scores / max(self.temperature, 1e-5)
+        scaled = scores / max(self.sampling.temperature, 1e-5)
         probs = np.exp(scaled - scaled.max())
         probs /= probs.sum()
-        if self.top_p < 1.0:
+        top_p = self.sampling.top_p
+        if top_p < 1.0:
             order = np.argsort(-probs)
-            keep = order[: int(np.searchsorted(np.cumsum(probs[order]), self.top_p)) + 1]
+            keep = order[: int(np.searchsorted(np.cumsum(probs[order]), top_p)) + 1]
             return int(keep[self.rng.choice(len(keep), p=probs[keep] / probs[keep].sum())])
         return int(min(np.searchsorted(np.cumsum(probs), self.rng.random()), len(probs) - 1))
 
@@ -383,9 +315,3 @@ def _logprob(scores: np.ndarray, token: int) -> float:
     scores = scores.astype(np.float64)
     top = scores.max()
     return float(scores[token] - top - np.log(np.exp(scores - top).sum()))
-
-
-def _same_adapter(a: AdapterState | None, b: AdapterState | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)

@@ -1,7 +1,7 @@
 """A tiny random-init Llama with a character-level tokenizer and a chat template.
 
-It runs the real TransformersPolicy / PEFT / GRPO code paths in milliseconds, for tests and
-smoke runs; what it writes is noise until it is trained.
+It runs the real policy (a Learner with the transformers engine), PEFT and GRPO code paths in
+milliseconds, for tests and smoke runs; what it writes is noise until it is trained.
 """
 
 from __future__ import annotations

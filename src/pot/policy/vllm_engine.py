@@ -7,8 +7,8 @@ gpu_memory_utilization=...), LLM.generate(prompts, sampling_params, lora_request
 SamplingParams(stop=..., include_stop_str_in_output=...), LoRARequest(name, id, path)), and
 tests/test_policy.py runs its logic against a stand-in object with those call signatures.
 
-As with the llama.cpp engine, the adapter trains in transformers + PEFT (this class is a
-TransformersPolicy, on the same GPU) and per-token log-probs come from that training model.
+As with the llama.cpp engine, the adapter trains in the learner (transformers + PEFT, on the
+same GPU) and per-token log-probs come from the learner.
 After an adapter change the adapter is saved with PEFT's save_pretrained and served under a
 new LoRARequest name and a new integer id: vLLM caches adapters by id, so reusing one would
 serve a stale adapter. Prefix caching lets the k siblings of an expansion share the prompt.
@@ -28,14 +28,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import torch
-from peft import PeftModel
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from pot.policy.base import Completion, Prompt
-from pot.policy.fence import fence_length
-from pot.policy.models import ALIASES, EMBEDDED_MODELS, cached_embedded_model, load_model
-from pot.policy.transformers_policy import AdapterState, TransformersPolicy
+from pot.policy.fence import StopRule
+from pot.policy.learner import AdapterState, Learner
+from pot.policy.models import ALIASES, EMBEDDED_MODELS, cached_embedded_model
+from pot.policy.rollout import Rollouts, Sampling
 
 FENCE = "```"
 
@@ -48,6 +44,16 @@ class VLLMConfig:
     gpu_memory_utilization: float = 0.5
     enable_prefix_caching: bool = True
 
+    def check(self) -> None:
+        """ValueError, one line, for a value vLLM cannot take."""
+        if self.max_lora_rank < 1:
+            raise ValueError(f"vllm.max_lora_rank must be 1 or more, not {self.max_lora_rank}")
+        if not 0 < self.gpu_memory_utilization < 1:
+            raise ValueError(
+                "vllm.gpu_memory_utilization is a share of the GPU's memory between 0 and 1, "
+                f"not {self.gpu_memory_utilization}"
+            )
+
 
 def vllm_api() -> SimpleNamespace:
     """The three vLLM names the engine calls."""
@@ -59,25 +65,27 @@ def vllm_api() -> SimpleNamespace:
     )
 
 
-class VLLMPolicy(TransformersPolicy):
-    """TransformersPolicy (training, log-probs) whose rollouts run in vLLM.
+def model_source(name: str) -> str:
+    """What vLLM loads for a model name: the embedded model's converted directory, else the
+    name itself (a local directory or a Hub id)."""
+    key = ALIASES.get(name, name)
+    return str(cached_embedded_model(key)) if key in EMBEDDED_MODELS else name
 
-    `generated_tokens` counts every token vLLM decoded, over all rounds.
-    """
 
-    engine_name = "vllm"
+class VLLMEngine:
+    """Rollouts in vLLM; `generated_tokens` counts every token vLLM decoded, over all rounds."""
+
+    name = "vllm"
 
     def __init__(
         self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
         model_source: str,
         config: VLLMConfig | None = None,
         *,
         api: SimpleNamespace | None = None,
     ) -> None:
-        super().__init__(model, tokenizer)
         self.config = config or VLLMConfig()
+        self.config.check()
         self.api = api or vllm_api()
         self.llm = self.api.LLM(
             model=model_source,
@@ -90,84 +98,25 @@ class VLLMPolicy(TransformersPolicy):
         self._lora_request: Any = None  # None: the base model
         self._synced: AdapterState | None = None
         self._next_id = 1
-        self._workdir = tempfile.TemporaryDirectory(prefix="pot-vllm-lora-")
+        self.workdir = tempfile.TemporaryDirectory(prefix="pot-vllm-lora-")
 
-    @classmethod
-    def load(cls, name: str = "default", config: VLLMConfig | None = None) -> VLLMPolicy:
-        key = ALIASES.get(name, name)
-        source = str(cached_embedded_model(key)) if key in EMBEDDED_MODELS else name
-        return cls(*load_model(name, device="cuda"), source, config)
-
-    def sample(
+    def generate(
         self,
-        prompt: Prompt,
-        n: int,
-        *,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
-        max_new_tokens: int = 2048,
-        seed: int | None = None,
-        stop_at_fence: bool = True,
-        repetition_penalty: float = 1.0,
-        logprobs: bool = True,
-    ) -> list[Completion]:
-        sampling = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "repetition_penalty": repetition_penalty,
-        }
-        return self._rollout(prompt, n, max_new_tokens, sampling, seed, stop_at_fence, logprobs)
-
-    def greedy(
-        self,
-        prompt: Prompt,
-        *,
-        max_new_tokens: int = 2048,
-        stop_at_fence: bool = True,
-        logprobs: bool = True,
-    ) -> Completion:
-        sampling = {"temperature": 0.0}
-        return self._rollout(prompt, 1, max_new_tokens, sampling, None, stop_at_fence, logprobs)[0]
-
-    def _rollout(
-        self,
-        prompt: Prompt,
-        n: int,
-        max_new_tokens: int,
-        sampling: dict,
-        seed: int | None,
-        stop_at_fence: bool,
-        with_logprobs: bool,
-    ) -> list[Completion]:
-        prompt_ids = self.encode_prompt(prompt)
-        room = self._room_for(len(prompt_ids), max_new_tokens)
-        self.sync_adapter()
-        generated = self._decode(prompt_ids, n, room, sampling, seed, stop_at_fence)
-        fences = [fence_length(self.tokenizer, ids) if stop_at_fence else None for ids in generated]
-        outputs = [
-            ids[:fence] if fence else ids for ids, fence in zip(generated, fences, strict=True)
-        ]
-        logprobs = self.rollout_logprobs(prompt_ids, outputs, with_logprobs)
-        return [
-            self._completion(ids, row.tolist(), fence, len(prompt_ids))
-            for ids, row, fence in zip(outputs, logprobs, fences, strict=True)
-        ]
-
-    def _decode(
-        self,
+        learner: Learner,
         prompt_ids: list[int],
         n: int,
-        room: int,
-        sampling: dict,
-        seed: int | None,
-        stop_at_fence: bool,
-    ) -> list[list[int]]:
-        """n continuations, in rounds that each stop at the next fence (with stop_at_fence),
-        until every row closed its first block, ended (eos) or ran out of room."""
+        max_new_tokens: int,
+        sampling: Sampling | None,
+        stop: StopRule,
+    ) -> Rollouts:
+        """n rows, in rounds that each stop at the next fence (with the fence rule), until
+        every row closed its first block, ended (eos) or ran out of room."""
+        self.sync_adapter(learner)
         rows: list[list[int]] = [[] for _ in range(n)]
-        stop = {"stop": [FENCE], "include_stop_str_in_output": True} if stop_at_fence else {}
-        first = self.api.SamplingParams(n=n, seed=seed, max_tokens=room, **sampling, **stop)
-        [request] = self._generate([prompt_ids], [first])
+        seed = sampling.seed if sampling else None
+        [request] = self._generate(
+            [prompt_ids], [self._params(n, seed, max_new_tokens, sampling, stop)]
+        )
         pending = list(zip(range(n), request.outputs, strict=True))
         round_ = 0
         while pending:
@@ -176,22 +125,19 @@ class VLLMPolicy(TransformersPolicy):
                 rows[row] += list(output.token_ids)
                 self.generated_tokens += len(output.token_ids)
                 at_fence = output.finish_reason == "stop" and output.stop_reason == FENCE
-                if (
-                    at_fence
-                    and len(rows[row]) < room
-                    and fence_length(self.tokenizer, rows[row]) is None
-                ):
+                ended = stop.feed(row, output.token_ids)
+                if at_fence and not ended and len(rows[row]) < max_new_tokens:
                     still_open.append(row)
             round_ += 1
             if not still_open:
                 break
             params = [
-                self.api.SamplingParams(
-                    n=1,
-                    seed=None if seed is None else seed + round_ * n + row,
-                    max_tokens=room - len(rows[row]),
-                    **sampling,
-                    **stop,
+                self._params(
+                    1,
+                    None if seed is None else seed + round_ * n + row,
+                    max_new_tokens - len(rows[row]),
+                    sampling,
+                    stop,
                 )
                 for row in still_open
             ]
@@ -199,7 +145,24 @@ class VLLMPolicy(TransformersPolicy):
             pending = [
                 (row, request.outputs[0]) for row, request in zip(still_open, requests, strict=True)
             ]
-        return rows
+        return Rollouts(token_ids=rows, logprobs=None)
+
+    def reset(self) -> None:
+        """Nothing carries over between problems (vLLM's prefix cache is exact)."""
+
+    def _params(
+        self, n: int, seed: int | None, max_tokens: int, sampling: Sampling | None, stop: StopRule
+    ) -> Any:
+        if sampling is None:
+            options = {"temperature": 0.0}
+        else:
+            options = {
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "repetition_penalty": sampling.repetition_penalty,
+            }
+        fence = {"stop": [FENCE], "include_stop_str_in_output": True} if stop.fence else {}
+        return self.api.SamplingParams(n=n, seed=seed, max_tokens=max_tokens, **options, **fence)
 
     def _generate(self, prompts: list[list[int]], params: list) -> list:
         return self.llm.generate(
@@ -209,18 +172,16 @@ class VLLMPolicy(TransformersPolicy):
             use_tqdm=False,
         )
 
-    def sync_adapter(self) -> None:
-        """Serve the training adapter under a new LoRARequest if its weights changed; the old
+    def sync_adapter(self, learner: Learner) -> None:
+        """Serve the learner's adapter under a new LoRARequest if its weights changed; the old
         version's files are deleted and its id never requested again."""
-        current = self.adapter_state() if isinstance(self.model, PeftModel) else None
-        if current is None:
+        if learner.adapter_equals(self._synced):
+            return
+        if not learner.has_adapter:
             self._lora_request, self._synced = None, None
             return
-        if self._synced is not None and all(
-            torch.equal(current[name], self._synced[name]) for name in current
-        ):
-            return
-        rank = self.model.peft_config[self.model.active_adapter].r
+        model = learner.model
+        rank = model.peft_config[model.active_adapter].r
         if rank > self.config.max_lora_rank:
             raise ValueError(
                 f"the adapter has LoRA rank {rank} and vLLM was started with max_lora_rank "
@@ -228,10 +189,10 @@ class VLLMPolicy(TransformersPolicy):
             )
         version_id = self._next_id
         self._next_id += 1
-        path = Path(self._workdir.name) / f"v{version_id}"
-        self.model.save_pretrained(path)
+        path = Path(self.workdir.name) / f"v{version_id}"
+        model.save_pretrained(path)
         if self._lora_request is not None:
             shutil.rmtree(self._lora_request.lora_path, ignore_errors=True)
         name = f"pot-adapter-{version_id}"
         self._lora_request = self.api.LoRARequest(name, version_id, str(path))
-        self._synced = current
+        self._synced = learner.adapter_state()
