@@ -60,7 +60,8 @@ def test_flags_and_set_override_the_file(tmp_path):
         tmp_path / "run.toml",
         'tasks = "humaneval"\nmethods = ["pot", "best-of-n"]\nseeds = [0, 1]\n'
         "budget = {programs = 6, seconds = 60}\nskip = 2\n"
-        "[pot.search]\nk = 8\nmax_new_tokens = 64\n[sandbox]\ntimeout_s = 2.5\n",
+        "[pot.search]\nk = 8\nmax_new_tokens = 64\n[sandbox]\ntimeout_s = 2.5\n"
+        '[llamacpp]\nthreads = 2\nlogprobs_from = "transformers"\n',
     )
     settings = load_settings(config, "code", {"seeds": "3", "limit": None}, ["pot.search.k=5"])
     spec = bench_spec(settings, "code")
@@ -71,8 +72,14 @@ def test_flags_and_set_override_the_file(tmp_path):
         "pot.search.k": "5",
         "pot.search.max_new_tokens": "64",
         "sandbox.timeout_s": "2.5",
+        "llamacpp.threads": "2",
+        "llamacpp.logprobs_from": "transformers",
     }
     assert spec.method_configs()["pot"].search.k == 5
+    assert spec.engine_options() == {
+        "llamacpp.threads": "2",
+        "llamacpp.logprobs_from": "transformers",
+    }
     assert spec.sandbox_settings().limits.timeout_s == 2.5
     rendered = write(tmp_path / "again.toml", render_config(spec.settings()))
     assert bench_spec(load_settings(rendered, "code", {}, []), "code") == spec
@@ -85,6 +92,7 @@ def test_flags_and_set_override_the_file(tmp_path):
         ("seed = 1\n", "unknown key 'seed' (did you mean 'seeds'?)"),
         ("[pot.serch]\nk = 8\n", "unknown key 'pot.serch.k' (did you mean 'pot.search.k'?)"),
         ("sandbox.timeout = 3\n", "(did you mean 'sandbox.timeout_s'?)"),
+        ("[llamacpp]\nthread = 2\n", "(did you mean 'llamacpp.threads'?)"),
         ("limit = 'many'\n", "limit takes an integer, not 'many'"),
         ("tasks = [\n", "not valid TOML"),
         ('domain = "math"\n', "is a math run: use pot math --config"),

@@ -21,6 +21,7 @@ row decodes past its closing fence, so the token counts are what was generated.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -114,21 +115,11 @@ class VLLMEngine:
         self.sync_adapter(learner)
         rows: list[list[int]] = [[] for _ in range(n)]
         seed = sampling.seed if sampling else None
-        [request] = self._generate(
-            [prompt_ids], [self._params(n, seed, max_new_tokens, sampling, stop)]
-        )
-        pending = list(zip(range(n), request.outputs, strict=True))
-        round_ = 0
-        while pending:
-            still_open = []
-            for row, output in pending:
-                rows[row] += list(output.token_ids)
-                self.generated_tokens += len(output.token_ids)
-                at_fence = output.finish_reason == "stop" and output.stop_reason == FENCE
-                ended = stop.feed(row, output.token_ids)
-                if at_fence and not ended and len(rows[row]) < max_new_tokens:
-                    still_open.append(row)
-            round_ += 1
+        first = self._params(n, seed, max_new_tokens, sampling, stop)
+        [request] = self._generate([prompt_ids], [first])
+        pending = list(enumerate(request.outputs))
+        for round_ in itertools.count(1):
+            still_open = self._extend(rows, pending, stop, max_new_tokens)
             if not still_open:
                 break
             params = [
@@ -142,10 +133,23 @@ class VLLMEngine:
                 for row in still_open
             ]
             requests = self._generate([prompt_ids + rows[row] for row in still_open], params)
-            pending = [
-                (row, request.outputs[0]) for row, request in zip(still_open, requests, strict=True)
-            ]
+            pending = [(row, r.outputs[0]) for row, r in zip(still_open, requests, strict=True)]
         return Rollouts(token_ids=rows, logprobs=None)
+
+    def _extend(
+        self, rows: list[list[int]], pending: list, stop: StopRule, max_new_tokens: int
+    ) -> list[int]:
+        """Add each pending row's new tokens; return the rows to continue: stopped at an
+        opening fence (their first block is still open) with room left."""
+        still_open = []
+        for row, output in pending:
+            rows[row] += list(output.token_ids)
+            self.generated_tokens += len(output.token_ids)
+            ended = stop.feed(row, output.token_ids)
+            at_fence = output.finish_reason == "stop" and output.stop_reason == FENCE
+            if at_fence and not ended and len(rows[row]) < max_new_tokens:
+                still_open.append(row)
+        return still_open
 
     def reset(self) -> None:
         """Nothing carries over between problems (vLLM's prefix cache is exact)."""
