@@ -203,6 +203,20 @@ def test_every_test_runs_in_a_fresh_process(box: Sandbox):
     assert box.evaluate(program, [Test("assert", source=source)] * 3).all_passed
 
 
+def test_nothing_left_in_stdio_buffers_reaches_the_next_test(box: Sandbox):
+    # Every program process inherits the same unused stdio objects from the program server.
+    leaving = (
+        "import os, sys\nprint(sys.stdin.read(1), flush=True)\nsys.stdout.write('left')\n"
+        "os._exit(0)\n"
+    )
+    reading = "import sys\nprint(repr(sys.stdin.read()))\nsys.stdout.write('out')\n"
+    for _ in range(box.workers):
+        (left,) = box.evaluate(leaving, [Test("stdio", input="ab", expected="a\n")]).results
+        assert left.verdict is Verdict.PASS and left.output == "a\n"
+        (read,) = box.evaluate(reading, [Test("stdio", input="cd", expected="'cd'\nout")]).results
+        assert read.verdict is Verdict.PASS and read.output == "'cd'\nout"
+
+
 def test_feedback_is_bounded(box: Sandbox):
     program = "def f(s):\n    return s * 2\n"
     tests = [Test("call", input=f'["{"x" * 5000}{i}"]', expected='"no"') for i in range(20)]
