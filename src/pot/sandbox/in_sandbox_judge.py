@@ -527,6 +527,13 @@ class Judge:
         theirs.close()
         self.pid, self.pidfd, self.limits, self.connection = pid, os.pidfd_open(pid), limits, ours
 
+    def discard(self) -> None:
+        """Drop the record of a test whose program never started (the judge finds its channel
+        closed at once)."""
+        fd = self.connection.fileno()
+        if not (select.select([fd], [], [], STOP_TIMEOUT_S)[0] and os.read(fd, READ_CHUNK)):
+            self.stop()
+
     def resume(self) -> None:
         """After each test: a program may have stopped it (SIGSTOP) for the next one."""
         with contextlib.suppress(ProcessLookupError):
@@ -683,22 +690,26 @@ def run_one(request: dict, server: Server, judge: Judge) -> dict:
     calls_r, calls_w = os.pipe()
     replies_r, replies_w = os.pipe()
     stdin_fd = memfd_with("stdin", request["input"].encode()) if kind == "stdio" else DEV_NULL
-    start = time.monotonic()
+    if kind == "assert":  # the judge prepares the test while the server starts the program
+        server.stopped()  # first: replacing a stuck server ends the judge too
+        judge.send(request, calls_w, replies_r)
+        for fd in (calls_w, replies_r):
+            os.close(fd)
     job_fds = [stdin_fd, out_w, err_w, calls_r, replies_w]
     answer = server.ask(data, job_fds) or server.ask(data, job_fds)  # again if it was gone
+    start = time.monotonic()  # the program's time: not the start of a new server
     for fd in job_fds[1:] if stdin_fd == DEV_NULL else job_fds:
         os.close(fd)
     if "started" not in answer:
-        for fd in (out_r, err_r, calls_w, replies_r):
+        for fd in (out_r, err_r) if kind == "assert" else (out_r, err_r, calls_w, replies_r):
             os.close(fd)
+        if kind == "assert":
+            judge.discard()
         if "syntax_error" in answer:
             return {"status": "syntax_error", "error": answer["syntax_error"], "seconds": 0.0}
         return {"status": "runtime_error", "error": "the program server died", "seconds": 0.0}
     exchange = None
     if kind == "assert":
-        judge.send(request, calls_w, replies_r)
-        for fd in (calls_w, replies_r):
-            os.close(fd)
         pidfd, last_r = judge.pidfd, judge.connection.fileno()
     else:
         if kind == "stdio":

@@ -35,6 +35,7 @@ import socket
 import stat
 import sys
 import traceback
+from json.encoder import encode_basestring_ascii
 
 CONFIG = json.loads(sys.argv[1])  # {"user": [uid, gid] or null, "scratch": [directories]}
 CALLS_FD, REPLIES_FD = 3, 4
@@ -46,12 +47,23 @@ class Reply:
     monkeypatch os and json; it only hurts itself, but the replies should stay readable)."""
 
     def __init__(self) -> None:
-        self.write, self.dumps = os.write, json.dumps
+        self.write, self.dumps, self.quote = os.write, json.dumps, encode_basestring_ascii
 
     def __call__(self, message: dict) -> None:
-        data = (self.dumps(message) + "\n").encode()
+        self.send(self.dumps(message))
+
+    def send(self, text: str) -> None:
+        data = (text + "\n").encode()
         while data:
             data = data[self.write(REPLIES_FD, data) :]
+
+    # The frequent replies, without json.dumps: each object a forked child touches costs it
+    # a page fault.
+    def ready(self, names: list) -> None:
+        self.send('{"ready":[' + ",".join(map(self.quote, names)) + "]}")
+
+    def value(self, encoded: str) -> None:
+        self.send('{"value":' + self.quote(encoded) + "}")
 
 
 def error_reply(exc: BaseException) -> dict:
@@ -105,7 +117,7 @@ def serve_calls(namespace: dict, reply: Reply) -> None:
 
     with open(CALLS_FD, "rb") as calls:  # noqa: SIM117 - the program may close fd 3 itself
         for line in calls:
-            request = json.loads(line)
+            request = DECODER.decode(line.decode())
             target = request["target"]
             plain = request.get("plain", False)
             try:
@@ -116,7 +128,7 @@ def serve_calls(namespace: dict, reply: Reply) -> None:
                 function = entry_function(namespace, target) if plain else resolve(target)
                 value = function(*args, **kwargs)
                 try:
-                    message = {"value": encode(value, handle=None if plain else register)}
+                    message = encode(value, handle=None if plain else register)
                 except UnsupportedValue as exc:
                     message = {"unsupported": f"returned an {exc}"}
             except SystemExit as exc:
@@ -125,7 +137,7 @@ def serve_calls(namespace: dict, reply: Reply) -> None:
             except BaseException as exc:  # noqa: BLE001 - reported to the judge
                 message = error_reply(exc)
             try:
-                reply(message)
+                reply.value(message) if type(message) is str else reply(message)
             except BaseException:  # noqa: BLE001 - e.g. the value was too large to encode
                 reply(error_reply(MemoryError()))
 
@@ -138,12 +150,12 @@ def run_job(job: dict, code: object) -> None:
     phase = "setup"
     try:
         if job["setup"] and not job["completion"]:
-            exec(compile(job["setup"], "<setup>", "exec"), namespace)
+            exec(job["setup_code"] or compile(job["setup"], "<setup>", "exec"), namespace)
         before = dict(namespace)
         phase = "program"
         exec(code, namespace)
         if job["kind"] != "stdio":
-            reply({"ready": defined_names(namespace, before)})
+            reply.ready(defined_names(namespace, before))
             serve_calls(namespace, reply)
     except SystemExit as exc:
         if not (job["kind"] == "stdio" and exc.code in (None, 0)):
@@ -206,6 +218,15 @@ def compile_job(setup: str, program: str) -> tuple:
     return None, error, False
 
 
+def compile_setup(setup: str) -> object:
+    """The setup code compiled once per run, or None: then each child compiles it, and
+    reports its error."""
+    try:
+        return compile(setup, "<setup>", "exec", dont_inherit=True)
+    except Exception:  # noqa: BLE001 - reported by the child
+        return None
+
+
 def clear_directory(path: str) -> None:
     """Remove what the last program left, so runs cannot share files."""
     with contextlib.suppress(OSError):
@@ -246,9 +267,10 @@ def main() -> None:
             if (job["setup"], job["program"]) != source:
                 source = job["setup"], job["program"]
                 code, error, completion = compile_job(*source)
+                setup_code = compile_setup(job["setup"])
                 remember_source("<setup>", job["setup"])
                 remember_source("<program>", "".join(source) if completion else source[1])
-            job["completion"] = completion
+            job["completion"], job["setup_code"] = completion, setup_code
         if error:
             reply = json.dumps({"syntax_error": error}).encode()
         else:
