@@ -186,6 +186,24 @@ def test_syntax_error_short_circuits_with_reward_zero(box: Sandbox):
     assert evaluation.feedback.startswith("Syntax error:") and "line 1" in evaluation.feedback
 
 
+def test_after_a_syntax_error_the_next_program_gets_its_own_verdicts(box: Sandbox):
+    # The judge has an assert test before the program server finds the syntax error.
+    tests = [Test("assert", source="assert f(2) == 4"), Test("assert", source="assert f(2) == 5")]
+    for _ in range(2):  # the workers take turns: each judges a syntax error, then a program
+        for _ in range(box.workers):
+            assert box.evaluate("def f(:\n", tests[:1]).verdict is Verdict.SYNTAX_ERROR
+        for _ in range(box.workers):
+            evaluation = box.evaluate("def f(x):\n    return 2 * x\n", tests)
+            assert [r.verdict for r in evaluation.results] == [Verdict.PASS, Verdict.WRONG_ANSWER]
+
+
+def test_broken_setup_code_is_a_runtime_error_in_setup(box: Sandbox):
+    tests = [Test("assert", source="assert f() == 1")]
+    evaluation = box.evaluate("def f():\n    return 1\n", tests, setup_code="def g(:\n")
+    assert evaluation.verdict is Verdict.RUNTIME_ERROR
+    assert "SyntaxError" in evaluation.results[0].error
+
+
 def test_crash_at_import_fails_every_function_test(box: Sandbox):
     program = "import no_such_module\ndef f():\n    return 1\n"
     evaluation = box.evaluate(program, [Test("assert", source="assert f() == 1")] * 3)

@@ -6,15 +6,17 @@ start it launches the program server (`in_sandbox_program.py`, a fresh interpret
 sees tests). Then it reads one JSON request per line on stdin (one program on one test) and
 answers one JSON line on stdout:
 
-1. it hands the program server a job (program, setup code, limits; stdin, stdout, stderr and
-   a call channel as file descriptors), and the server forks the program's process;
-2. an assert test goes to the judge process (forked from this worker once, kept across tests),
+1. an assert test goes to the judge process (forked from this worker once, kept across tests),
    which never executes the program's code: it runs setup code and the test (asserts,
    `check(candidate)`) with proxies in place of the program's functions, each call crossing
    the channel as plain data (`pot.sandbox.values`), and answers with the test's record; a
    call test's one call this worker makes itself; a stdin/stdout test needs no call;
-3. it enforces the time and output limits, has the server kill the program's processes, and
-   reports. The host compares call results and stdout with the expected values.
+2. it hands the program server a job (program, setup code, limits; stdin, stdout, stderr and
+   the call channel as file descriptors), and the server forks the program's process;
+3. it enforces the time and output limits, kills the program's process group and has the
+   server end what else it started and empty the scratch directories (before the next job;
+   it waits for that only when the verdict needs the program's exit status), and reports. The
+   host compares call results and stdout with the expected values.
 
 Only the judge worker and the judge hold the host's channel and the test's source; the
 program's process gets its own descriptors only.
