@@ -186,6 +186,24 @@ def test_syntax_error_short_circuits_with_reward_zero(box: Sandbox):
     assert evaluation.feedback.startswith("Syntax error:") and "line 1" in evaluation.feedback
 
 
+def test_after_a_syntax_error_the_next_program_gets_its_own_verdicts(box: Sandbox):
+    # The judge has an assert test before the program server finds the syntax error.
+    tests = [Test("assert", source="assert f(2) == 4"), Test("assert", source="assert f(2) == 5")]
+    for _ in range(2):  # the workers take turns: each judges a syntax error, then a program
+        for _ in range(box.workers):
+            assert box.evaluate("def f(:\n", tests[:1]).verdict is Verdict.SYNTAX_ERROR
+        for _ in range(box.workers):
+            evaluation = box.evaluate("def f(x):\n    return 2 * x\n", tests)
+            assert [r.verdict for r in evaluation.results] == [Verdict.PASS, Verdict.WRONG_ANSWER]
+
+
+def test_broken_setup_code_is_a_runtime_error_in_setup(box: Sandbox):
+    tests = [Test("assert", source="assert f() == 1")]
+    evaluation = box.evaluate("def f():\n    return 1\n", tests, setup_code="def g(:\n")
+    assert evaluation.verdict is Verdict.RUNTIME_ERROR
+    assert "SyntaxError" in evaluation.results[0].error
+
+
 def test_crash_at_import_fails_every_function_test(box: Sandbox):
     program = "import no_such_module\ndef f():\n    return 1\n"
     evaluation = box.evaluate(program, [Test("assert", source="assert f() == 1")] * 3)
@@ -201,6 +219,20 @@ def test_every_test_runs_in_a_fresh_process(box: Sandbox):
     )
     source = "assert f() == (1, 'x')"
     assert box.evaluate(program, [Test("assert", source=source)] * 3).all_passed
+
+
+def test_nothing_left_in_stdio_buffers_reaches_the_next_test(box: Sandbox):
+    # Every program process inherits the same unused stdio objects from the program server.
+    leaving = (
+        "import os, sys\nprint(sys.stdin.read(1), flush=True)\nsys.stdout.write('left')\n"
+        "os._exit(0)\n"
+    )
+    reading = "import sys\nprint(repr(sys.stdin.read()))\nsys.stdout.write('out')\n"
+    for _ in range(box.workers):
+        (left,) = box.evaluate(leaving, [Test("stdio", input="ab", expected="a\n")]).results
+        assert left.verdict is Verdict.PASS and left.output == "a\n"
+        (read,) = box.evaluate(reading, [Test("stdio", input="cd", expected="'cd'\nout")]).results
+        assert read.verdict is Verdict.PASS and read.output == "'cd'\nout"
 
 
 def test_feedback_is_bounded(box: Sandbox):

@@ -182,7 +182,7 @@ def test_hostile_program_is_contained(box: Sandbox, case: str):
 
 
 @pytest.mark.parametrize("kind", ["assert", "call"])
-@pytest.mark.parametrize("value", ["'x' * 2_000_000", "list(range(300_000))"])
+@pytest.mark.parametrize("value", ["'x' * 2_000_000", "list(range(50_000))"])
 def test_a_huge_return_value_gets_the_output_limit(box: Sandbox, kind: str, value: str):
     program = f"def f():\n    return {value}\n"
     test = Test("assert", source="assert f() == 1")

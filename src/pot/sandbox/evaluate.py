@@ -239,6 +239,7 @@ class Sandbox:
     ) -> list[TestResult]:
         results: list[TestResult] = []
         shared_failure: TestResult | None = None
+        limits = asdict(self.limits)
         for test in tests:
             if stop_at_first_failure and results and results[-1].verdict is not Verdict.PASS:
                 results.append(TestResult(test, Verdict.NOT_RUN, 0.0))
@@ -256,7 +257,7 @@ class Sandbox:
                 "entry_point": entry_point,
                 "source": test.source,
                 "input": test.input,
-                **asdict(self.limits),
+                **limits,
             }
             reply = worker.run(request, self.limits.timeout_s)
             result = judge(test, reply)

@@ -11,6 +11,7 @@ import linecache
 import os
 import resource
 import signal
+import socket
 import traceback
 
 PR_SET_PDEATHSIG = 1
@@ -18,6 +19,7 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 FIELD_CHARS = 1000
 SOURCES = ("<setup>", "<program>", "<test>")
+INLINE_BYTES = 1 << 15  # a longer message travels in a memfd
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -55,13 +57,43 @@ def set_limits(limits: dict, cpu: bool = True) -> None:
 
 def become(user: list | None) -> None:
     """Limited mode started as root: drop to the sandbox user (nobody) before running code.
-    Then die with the parent, and stay non-dumpable: a change of user resets both."""
+    Then die with the parent, and stay non-dumpable: the change of user reset both (the
+    caller set them, or inherited non-dumpable, otherwise)."""
     if user is not None:
         os.setgroups([])
         os.setgid(user[1])
         os.setuid(user[0])
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    prctl(PR_SET_DUMPABLE, 0)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(PR_SET_DUMPABLE, 0)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def send_message(connection: socket.socket, data: bytes, fds: list = ()) -> None:
+    """`data` and `fds` as one message: inline when short, else in a memfd sent first."""
+    if len(data) < INLINE_BYTES:
+        socket.send_fds(connection, [b"=" + data], list(fds))
+        return
+    memfd = os.memfd_create("message")
+    try:
+        write_all(memfd, data)
+        os.lseek(memfd, 0, os.SEEK_SET)
+        socket.send_fds(connection, [b"@"], [memfd, *fds])
+    finally:
+        os.close(memfd)
+
+
+def receive_message(connection: socket.socket, max_fds: int) -> tuple:
+    """(data, fds) of one `send_message`; (b"", []) once the other end has closed."""
+    message, fds, _, _ = socket.recv_fds(connection, INLINE_BYTES + 1, max_fds + 1)
+    if message[:1] == b"@" and fds:
+        with os.fdopen(fds[0], "rb") as memfd:
+            return memfd.read(), fds[1:]
+    return message[1:], fds
 
 
 def keep_fds(fds: list) -> None:
@@ -73,8 +105,11 @@ def keep_fds(fds: list) -> None:
 
 
 def child_pids() -> list:
-    with open(f"/proc/self/task/{os.getpid()}/children") as f:
-        return [int(pid) for pid in f.read().split()]
+    fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
+    try:
+        return [int(pid) for pid in os.read(fd, 1 << 16).split()]
+    finally:
+        os.close(fd)
 
 
 def kill_descendants(pid: int) -> int:
@@ -84,19 +119,19 @@ def kill_descendants(pid: int) -> int:
     The caller is a child subreaper, so orphans (double forks, setsid) are re-parented to it
     and none can escape: once it has no children left it has no descendants either.
     """
+    status = 0
     if pid:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-    status = 0
+        with contextlib.suppress(ChildProcessError):
+            status = os.waitpid(pid, 0)[1]  # killed: it ends at once
     while True:
         try:
-            reaped, wait_status = os.waitpid(-1, os.WNOHANG)
+            reaped, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return status
         if reaped == 0:  # some are still running: kill every child, then wait for one
             for other in child_pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(other, signal.SIGKILL)
-            reaped, wait_status = os.waitpid(-1, 0)
-        if reaped == pid:
-            status = wait_status
+            os.waitpid(-1, 0)

@@ -6,15 +6,17 @@ start it launches the program server (`in_sandbox_program.py`, a fresh interpret
 sees tests). Then it reads one JSON request per line on stdin (one program on one test) and
 answers one JSON line on stdout:
 
-1. it hands the program server a job (program, setup code, limits; stdin, stdout, stderr and
-   a call channel as file descriptors), and the server forks the program's process;
-2. an assert test goes to the judge process (forked from this worker once, kept across tests),
+1. an assert test goes to the judge process (forked from this worker once, kept across tests),
    which never executes the program's code: it runs setup code and the test (asserts,
    `check(candidate)`) with proxies in place of the program's functions, each call crossing
    the channel as plain data (`pot.sandbox.values`), and answers with the test's record; a
    call test's one call this worker makes itself; a stdin/stdout test needs no call;
-3. it enforces the time and output limits, has the server kill the program's processes, and
-   reports. The host compares call results and stdout with the expected values.
+2. it hands the program server a job (program, setup code, limits; stdin, stdout, stderr and
+   the call channel as file descriptors), and the server forks the program's process;
+3. it enforces the time and output limits, kills the program's process group and has the
+   server end what else it started and empty the scratch directories (before the next job;
+   it waits for that only when the verdict needs the program's exit status), and reports. The
+   host compares call results and stdout with the expected values.
 
 Only the judge worker and the judge hold the host's channel and the test's source; the
 program's process gets its own descriptors only.
@@ -39,6 +41,9 @@ READ_CHUNK = 1 << 16
 STDERR_KEEP = 4096
 HINT_SHARE = 0.5  # of the time left, for re-running the failed assert's left side
 STOP_TIMEOUT_S = 2.0  # for the program server to kill a program's processes
+COMPILED_KEEP = 1024  # compiled tests kept by the judge
+COMPILED: dict = {}
+DEV_NULL = os.open("/dev/null", os.O_RDONLY)  # stdin of programs that read none
 CATCHABLE = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGALRM, signal.SIGPIPE, signal.SIGTSTP, signal.SIGTTIN,
              signal.SIGTTOU, signal.SIGXFSZ)  # fmt: skip
@@ -265,13 +270,24 @@ def failed_assert_values(exc: BaseException, channel: Channel) -> str:
     return ""
 
 
+def compiled(source: str, name: str) -> object:
+    """Trusted code (setup code, a test) compiled once: a worker judges many programs on the
+    same tests."""
+    code = COMPILED.get((source, name))
+    if code is None:
+        if len(COMPILED) >= COMPILED_KEEP:
+            COMPILED.clear()
+        code = COMPILED[source, name] = compile(source, name, "exec")
+    return code
+
+
 def test_namespace(request: dict, names: list) -> dict:
     """Setup code, then a proxy for each callable the program defined, except where setup
     code (HumanEval's prompt: its helpers such as `poly`) already bound the name: the tests
     use the trusted helper. The entry point is always the program's."""
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     if request["setup"]:
-        exec(compile(request["setup"], "<setup>", "exec"), namespace)
+        exec(compiled(request["setup"], "<setup>"), namespace)
     for name in names:
         if name == request["entry_point"] or (
             type(name) is str and name not in namespace and not hasattr(builtins, name)
@@ -326,7 +342,7 @@ def judge_asserts(request: dict, names: list, channel: Channel) -> dict:
     try:
         namespace = test_namespace(request, names)
         phase = "test"
-        exec(compile(request["source"], "<test>", "exec"), namespace)
+        exec(compiled(request["source"], "<test>"), namespace)
     except ProgramEnded as exc:
         return ended(exc, "test")
     except OutputLimit:
@@ -379,13 +395,12 @@ def judge_tests(connection_fd: int, limits: dict) -> None:
         become(CONFIG["user"])
         connection = socket.socket(fileno=3)
         while True:
-            _, fds, _, _ = socket.recv_fds(connection, 16, 3)
-            if len(fds) != 3:
+            data, fds = receive_message(connection, 2)
+            if len(fds) != 2:
                 return
-            with os.fdopen(fds[0], "rb") as request_file:
-                request = json.loads(request_file.read())
+            request = json.loads(data)
             deadline = time.monotonic() + request["timeout_s"]
-            CHANNEL = Channel(fds[1], fds[2], request["output_bytes"], deadline)
+            CHANNEL = Channel(fds[0], fds[1], request["output_bytes"], deadline)
             remember_source("<setup>", request["setup"])
             remember_source("<test>", request["source"])
             try:
@@ -394,8 +409,8 @@ def judge_tests(connection_fd: int, limits: dict) -> None:
                 record = ended(exc, "test")
             except OutputLimit:
                 record = value_limit(CHANNEL.limit)
+            os.close(fds[0])
             os.close(fds[1])
-            os.close(fds[2])
             connection.send(json.dumps(record).encode())
     finally:
         os._exit(0)
@@ -410,6 +425,7 @@ class Server:
     def __init__(self) -> None:
         self.pid = 0
         self.connection: socket.socket | None = None
+        self.stopping = False  # a "stop" is sent, its answer not read yet
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -423,31 +439,53 @@ class Server:
             finally:
                 os._exit(127)
         theirs.close()
-        self.pid, self.connection = pid, ours
+        self.pid, self.connection, self.stopping = pid, ours, False
 
-    def ask(self, message: bytes, fds: list = (), timeout: float | None = None) -> dict:
-        """Send a message and wait for the answer; {} if the server is gone (or, past the
-        timeout, stuck), after starting a new one."""
-        self.connection.settimeout(timeout)
+    def ask(self, data: bytes, fds: list = ()) -> dict:
+        """Send a job and wait for the answer; {} if the server is gone, after starting a new
+        one. The last program's stop is complete first."""
+        self.stopped()
+        self.connection.settimeout(None)
         try:
-            socket.send_fds(self.connection, [message], list(fds))
+            send_message(self.connection, data, list(fds))
             answer = self.connection.recv(1 << 16)
-        except OSError:  # socket.timeout too
+        except OSError:
             answer = b""
         if not answer:
             self.restart()
             return {}
         return json.loads(answer)
 
-    def stop_program(self, pid: int) -> int:
-        """End the test's program and all it started; its wait status. The program may have
-        stopped the server (SIGSTOP, as the same user): resume it, and if it still does not
-        answer (a left-behind process keeps stopping it), replace it."""
+    def stop_program(self, pid: int) -> None:
+        """Kill the test's program and have the server end all it started, without waiting:
+        the server finishes that before its next job (`stopped` waits for it)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGCONT)
-        return self.ask(b"stop", timeout=STOP_TIMEOUT_S).get("stopped", 0)
+        try:
+            send_message(self.connection, b"stop")
+            self.stopping = True
+        except OSError:
+            self.restart()
+
+    def stopped(self) -> int:
+        """Wait until the stopped program and all it started are dead and the scratch
+        directories empty; its wait status (0 if unknown). The program may have stopped the
+        server (SIGSTOP, as the same user; `stop_program` resumed it): if it still does not
+        answer (a left-behind process keeps stopping it), replace it."""
+        if not self.stopping:
+            return 0
+        self.stopping = False
+        self.connection.settimeout(STOP_TIMEOUT_S)
+        try:
+            answer = self.connection.recv(1 << 16)
+        except OSError:  # socket.timeout too
+            answer = b""
+        if not answer:
+            self.restart()
+            return 0
+        return json.loads(answer).get("stopped", 0)
 
     def restart(self) -> None:
         """The server died (a program killed it): kill what is left below us (orphans come to
@@ -478,10 +516,9 @@ class Judge:
             self.stop()  # other limits, or a program killed it
         if not self.pid:
             self.start(limits)
-        request_fd = memfd_with("test", json.dumps(request).encode())
+        test = json.dumps({key: request[key] for key in JUDGE_KEYS}).encode()
         with contextlib.suppress(OSError):  # it just died: the test finds no record, says so
-            socket.send_fds(self.connection, [b"test"], [request_fd, calls_w, replies_r])
-        os.close(request_fd)
+            send_message(self.connection, test, [calls_w, replies_r])
 
     def start(self, limits: dict) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -491,6 +528,13 @@ class Judge:
             judge_tests(theirs.fileno(), limits)
         theirs.close()
         self.pid, self.pidfd, self.limits, self.connection = pid, os.pidfd_open(pid), limits, ours
+
+    def discard(self) -> None:
+        """Drop the record of a test whose program never started (the judge finds its channel
+        closed at once)."""
+        fd = self.connection.fileno()
+        if not (select.select([fd], [], [], STOP_TIMEOUT_S)[0] and os.read(fd, READ_CHUNK)):
+            self.stop()
 
     def resume(self) -> None:
         """After each test: a program may have stopped it (SIGSTOP) for the next one."""
@@ -622,18 +666,18 @@ def stdio_outcome(reports: bytes, wait_status: int) -> dict:
     return {"status": status, "error": error}
 
 
-def function_outcome(packet: bytes, wait_status: int) -> dict:
+def function_outcome(packet: bytes, server: Server) -> dict:
     try:
         record = json.loads(packet)
     except ValueError:
         error = "the judge process died (did the program signal it?)"
         return {"status": "runtime_error", "phase": "test", "error": error}
-    return with_exit(record, wait_status)
+    return with_exit(record, server)
 
 
-def with_exit(record: dict, wait_status: int) -> dict:
+def with_exit(record: dict, server: Server) -> dict:
     if record.pop("program_ended", False):  # say how: a CPU time limit, a signal, an exit
-        status, how = exit_description(wait_status)
+        status, how = exit_description(server.stopped())
         record |= {"status": status, "error": f"{record['error']} ({how})"}
     return record
 
@@ -642,28 +686,32 @@ def run_one(request: dict, server: Server, judge: Judge) -> dict:
     kind = request["kind"]
     job = {key: request[key] for key in ("program", "setup", "kind")}
     job["limits"] = {key: request[key] for key in LIMIT_KEYS}
+    data = json.dumps(job).encode()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     calls_r, calls_w = os.pipe()
     replies_r, replies_w = os.pipe()
-    job_fd = memfd_with("job", json.dumps(job).encode())
-    stdin_fd = memfd_with("stdin", request["input"].encode() if kind == "stdio" else b"")
-    start = time.monotonic()
-    job_fds = [job_fd, stdin_fd, out_w, err_w, calls_r, replies_w]
-    answer = server.ask(b"run", job_fds) or server.ask(b"run", job_fds)  # again if it was gone
-    for fd in (job_fd, stdin_fd, out_w, err_w, calls_r, replies_w):
+    stdin_fd = memfd_with("stdin", request["input"].encode()) if kind == "stdio" else DEV_NULL
+    if kind == "assert":  # the judge prepares the test while the server starts the program
+        server.stopped()  # first: replacing a stuck server ends the judge too
+        judge.send(request, calls_w, replies_r)
+        for fd in (calls_w, replies_r):
+            os.close(fd)
+    job_fds = [stdin_fd, out_w, err_w, calls_r, replies_w]
+    answer = server.ask(data, job_fds) or server.ask(data, job_fds)  # again if it was gone
+    start = time.monotonic()  # the program's time: not the start of a new server
+    for fd in job_fds[1:] if stdin_fd == DEV_NULL else job_fds:
         os.close(fd)
     if "started" not in answer:
-        for fd in (out_r, err_r, calls_w, replies_r):
+        for fd in (out_r, err_r) if kind == "assert" else (out_r, err_r, calls_w, replies_r):
             os.close(fd)
+        if kind == "assert":
+            judge.discard()
         if "syntax_error" in answer:
             return {"status": "syntax_error", "error": answer["syntax_error"], "seconds": 0.0}
         return {"status": "runtime_error", "error": "the program server died", "seconds": 0.0}
     exchange = None
     if kind == "assert":
-        judge.send(request, calls_w, replies_r)
-        for fd in (calls_w, replies_r):
-            os.close(fd)
         pidfd, last_r = judge.pidfd, judge.connection.fileno()
     else:
         if kind == "stdio":
@@ -674,7 +722,7 @@ def run_one(request: dict, server: Server, judge: Judge) -> dict:
     buffers = {out_r: bytearray(), err_r: bytearray(), last_r: bytearray()}
     stopped = watch(request, buffers, pidfd, start, exchange or kind == "assert")
     seconds = time.monotonic() - start
-    wait_status = server.stop_program(answer["started"])
+    server.stop_program(answer["started"])
     limit = request["output_bytes"]
     if kind == "assert":
         record = bytes(buffers.pop(last_r))
@@ -702,12 +750,13 @@ def run_one(request: dict, server: Server, judge: Judge) -> dict:
     if stopped == "value_limit":
         return reply | value_limit(limit)
     if kind == "stdio":
-        return reply | stdio_outcome(bytes(buffers[last_r]), wait_status)
+        return reply | stdio_outcome(bytes(buffers[last_r]), server.stopped())
     if exchange:
-        return reply | with_exit(exchange.record(bytes(buffers[last_r])), wait_status)
-    return reply | function_outcome(record, wait_status)
+        return reply | with_exit(exchange.record(bytes(buffers[last_r])), server)
+    return reply | function_outcome(record, server)
 
 
+JUDGE_KEYS = ("setup", "source", "entry_point", "timeout_s", "output_bytes")
 LIMIT_KEYS = ("timeout_s", "memory_mb", "output_bytes", "max_processes", "max_open_files",
               "max_file_bytes")  # fmt: skip
 

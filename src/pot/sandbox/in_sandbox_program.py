@@ -5,9 +5,10 @@ Standard library only, no `pot` imports; it runs after the sources of `pot.sandb
 (`python3 -S -s -B -P -c <source> <config>`), so its memory never holds a test's source or
 expected values. fd 0 is a unix socket to the judge worker, one job at a time:
 
-    judge: "run" + fds (job memfd, stdin memfd, stdout, stderr, calls, replies)
+    judge: the job (JSON: program, setup code, kind, limits) with fds (stdin, stdout, stderr,
+           calls, replies), as one `send_message`
     server: {"started": pid} after forking the child that runs the job, or {"syntax_error": ...}
-    judge: "stop"
+    judge: "stop", as one `send_message`
     server: {"stopped": wait status}, once the child and all it started are dead and the
             scratch directories are empty
 
@@ -31,12 +32,14 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 import traceback
+from json.encoder import encode_basestring_ascii
 
 CONFIG = json.loads(sys.argv[1])  # {"user": [uid, gid] or null, "scratch": [directories]}
 CALLS_FD, REPLIES_FD = 3, 4
-JOB_FDS = 6  # job, stdin, stdout, stderr, calls, replies
+JOB_FDS = 5  # stdin, stdout, stderr, calls, replies
 
 
 class Reply:
@@ -44,12 +47,23 @@ class Reply:
     monkeypatch os and json; it only hurts itself, but the replies should stay readable)."""
 
     def __init__(self) -> None:
-        self.write, self.dumps = os.write, json.dumps
+        self.write, self.dumps, self.quote = os.write, json.dumps, encode_basestring_ascii
 
     def __call__(self, message: dict) -> None:
-        data = (self.dumps(message) + "\n").encode()
+        self.send(self.dumps(message))
+
+    def send(self, text: str) -> None:
+        data = (text + "\n").encode()
         while data:
             data = data[self.write(REPLIES_FD, data) :]
+
+    # The frequent replies, without json.dumps: each object a forked child touches costs it
+    # a page fault.
+    def ready(self, names: list) -> None:
+        self.send('{"ready":[' + ",".join(map(self.quote, names)) + "]}")
+
+    def value(self, encoded: str) -> None:
+        self.send('{"value":' + self.quote(encoded) + "}")
 
 
 def error_reply(exc: BaseException) -> dict:
@@ -103,7 +117,7 @@ def serve_calls(namespace: dict, reply: Reply) -> None:
 
     with open(CALLS_FD, "rb") as calls:  # noqa: SIM117 - the program may close fd 3 itself
         for line in calls:
-            request = json.loads(line)
+            request = DECODER.decode(line.decode())
             target = request["target"]
             plain = request.get("plain", False)
             try:
@@ -114,7 +128,7 @@ def serve_calls(namespace: dict, reply: Reply) -> None:
                 function = entry_function(namespace, target) if plain else resolve(target)
                 value = function(*args, **kwargs)
                 try:
-                    message = {"value": encode(value, handle=None if plain else register)}
+                    message = encode(value, handle=None if plain else register)
                 except UnsupportedValue as exc:
                     message = {"unsupported": f"returned an {exc}"}
             except SystemExit as exc:
@@ -123,7 +137,7 @@ def serve_calls(namespace: dict, reply: Reply) -> None:
             except BaseException as exc:  # noqa: BLE001 - reported to the judge
                 message = error_reply(exc)
             try:
-                reply(message)
+                reply.value(message) if type(message) is str else reply(message)
             except BaseException:  # noqa: BLE001 - e.g. the value was too large to encode
                 reply(error_reply(MemoryError()))
 
@@ -136,12 +150,12 @@ def run_job(job: dict, code: object) -> None:
     phase = "setup"
     try:
         if job["setup"] and not job["completion"]:
-            exec(compile(job["setup"], "<setup>", "exec"), namespace)
+            exec(job["setup_code"] or compile(job["setup"], "<setup>", "exec"), namespace)
         before = dict(namespace)
         phase = "program"
         exec(code, namespace)
         if job["kind"] != "stdio":
-            reply({"ready": defined_names(namespace, before)})
+            reply.ready(defined_names(namespace, before))
             serve_calls(namespace, reply)
     except SystemExit as exc:
         if not (job["kind"] == "stdio" and exc.code in (None, 0)):
@@ -167,21 +181,27 @@ def start_child(job: dict, code: object, fds: list) -> int:
         os.setsid()
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         keep_fds(fds)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         set_limits(job["limits"])
         become(CONFIG["user"])
-        sys.argv = ["<program>"]
-        sys.stdin = sys.__stdin__ = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
-        sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-        sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-            open(2, "wb", buffering=0, closefd=False),  # noqa: SIM115
-            encoding="utf-8",
-            write_through=True,
-        )
         run_job(job, code)
     finally:
         os._exit(1)
+
+
+def child_stdio() -> tuple:
+    """The program's sys.stdin, sys.stdout and sys.stderr on descriptors 0, 1 and 2, made once
+    by the server: each child inherits them (a fresh set costs a child more than a short run;
+    a fork's cost is the pages it writes)."""
+    return (
+        open(0, encoding="utf-8", closefd=False),  # noqa: SIM115
+        open(1, "w", encoding="utf-8", closefd=False),  # noqa: SIM115
+        io.TextIOWrapper(
+            open(2, "wb", buffering=0, closefd=False),  # noqa: SIM115
+            encoding="utf-8",
+            write_through=True,
+        ),
+    )
 
 
 def compile_job(setup: str, program: str) -> tuple:
@@ -198,58 +218,67 @@ def compile_job(setup: str, program: str) -> tuple:
     return None, error, False
 
 
+def compile_setup(setup: str) -> object:
+    """The setup code compiled once per run, or None: then each child compiles it, and
+    reports its error."""
+    try:
+        return compile(setup, "<setup>", "exec", dont_inherit=True)
+    except Exception:  # noqa: BLE001 - reported by the child
+        return None
+
+
 def clear_directory(path: str) -> None:
     """Remove what the last program left, so runs cannot share files."""
     with contextlib.suppress(OSError):
-        for entry in os.scandir(path):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
+        for name in os.listdir(path):
+            entry = os.path.join(path, name)
+            if stat.S_ISDIR(os.lstat(entry).st_mode):
+                shutil.rmtree(entry, ignore_errors=True)
             else:
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-
-
-def receive_job(connection: socket.socket) -> tuple:
-    message, fds, _, _ = socket.recv_fds(connection, 1 << 16, JOB_FDS)
-    return message, fds
+                    os.unlink(entry)
 
 
 def main() -> None:
     prctl(PR_SET_DUMPABLE, 0)  # no same-uid process may read this one's memory
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # What the children inherit: SIGPIPE as Python leaves it (the server needs no EPIPE: it
+    # writes only to the judge worker, which outlives it), their argv and their stdio.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.argv = ["<program>"]
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = child_stdio()
+    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
     connection = socket.socket(fileno=0)
     gc.freeze()  # forked children's garbage collections then leave the server's pages shared
-    cache: dict = {}
-    pid = 0
+    pid, data_before, source = 0, b"", None
     while True:
-        message, fds = receive_job(connection)
-        if not message:
+        data, fds = receive_message(connection, JOB_FDS)
+        if not data:
             return
-        if message == b"stop":
+        if data == b"stop":
             status, pid = kill_descendants(pid), 0
             for path in CONFIG["scratch"]:
                 clear_directory(path)
-            connection.send(json.dumps({"stopped": status}).encode())
+            connection.send(b'{"stopped": %d}' % status)
             continue
-        with os.fdopen(fds[0], "rb") as job_file:
-            job = json.loads(job_file.read())
-        key = (job["setup"], job["program"])
-        if key not in cache:
-            cache.clear()
-            cache[key] = compile_job(*key)
-        code, error, job["completion"] = cache[key]
+        if data != data_before:  # a run's tests bring the same job
+            job, data_before = json.loads(data), data
+            if (job["setup"], job["program"]) != source:
+                source = job["setup"], job["program"]
+                code, error, completion = compile_job(*source)
+                setup_code = compile_setup(job["setup"])
+                remember_source("<setup>", job["setup"])
+                remember_source("<program>", "".join(source) if completion else source[1])
+            job["completion"], job["setup_code"] = completion, setup_code
         if error:
-            reply = {"syntax_error": error}
+            reply = json.dumps({"syntax_error": error}).encode()
         else:
-            remember_source("<setup>", job["setup"])
-            text = job["setup"] + job["program"] if job["completion"] else job["program"]
-            remember_source("<program>", text)
-            pid = start_child(job, code, fds[1:])
-            reply = {"started": pid}
-        for fd in fds[1:]:
+            pid = start_child(job, code, fds)
+            reply = b'{"started": %d}' % pid
+        for fd in fds:
             os.close(fd)
-        connection.send(json.dumps(reply).encode())
+        connection.send(reply)
 
 
 if __name__ == "__main__":

@@ -75,17 +75,20 @@ def type_name(value: object) -> str:
     return name if module in ("builtins", "__main__", "") else f"{module}.{name}"
 
 
+def reject_constant(name: str) -> object:
+    raise ValueError(f"not a valid value encoding: bare {name}")
+
+
+DECODER = json.JSONDecoder(parse_constant=reject_constant)  # one, not one per call
+
+
 def decode(text: str, handle=None) -> object:
     """The value `text` encodes; ValueError on anything that is not a valid encoding."""
     try:
-        data = json.loads(text, parse_constant=reject_constant)
+        data = DECODER.decode(text)
     except (json.JSONDecodeError, RecursionError) as error:
         raise ValueError(f"not a valid value encoding: {error}") from None
     return from_data(data, 0, handle)
-
-
-def reject_constant(name: str) -> object:
-    raise ValueError(f"not a valid value encoding: bare {name}")
 
 
 def from_data(data: object, depth: int, handle=None) -> object:
