@@ -21,6 +21,7 @@ FIELD_CHARS = 1000
 SOURCES = ("<setup>", "<program>", "<test>")
 INLINE_BYTES = 1 << 15  # a longer message travels in a memfd
 LIBC = ctypes.CDLL(None, use_errno=True)
+REMEMBERED: dict = {}  # the source last given to `remember_source` under each name
 
 
 def prctl(option: int, value: int) -> None:
@@ -33,7 +34,9 @@ def clip(text: str, limit: int = FIELD_CHARS) -> str:
 
 def remember_source(name: str, source: str) -> None:
     """Let tracebacks show the lines of code compiled from strings."""
-    linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+    if name not in linecache.cache or REMEMBERED.get(name) != source:
+        REMEMBERED[name] = source
+        linecache.cache[name] = (len(source), None, source.splitlines(True), name)
 
 
 def format_error(exc: BaseException) -> str:
