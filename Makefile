@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test` (0: all tests in one process); each test file runs on one.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint format bench-sandbox clean
 
@@ -27,7 +29,7 @@ demo: setup
 test: setup
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
-	$(PY) -m pytest; rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 lint: setup

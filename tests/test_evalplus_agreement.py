@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from pot.methods.common import group_scores
-from pot.tasks.mbppplus import SHIPPED_FILE, load_mbppplus
+from pot.tasks.mbppplus import SHIPPED_FILE
 from tests.evalplus_runner import AGREEMENT_OPTIONS, evaluate, verdicts, write_samples
 from tests.mutants import SLOW_REFERENCES, agreement_samples, dataset_digest, digest
 
@@ -70,9 +70,9 @@ def recorded(samples) -> list[tuple[bool, bool]]:
 
 
 @pytest.fixture(scope="module")
-def ours(sandbox, samples) -> list[tuple[bool, bool] | None]:
+def ours(sandbox, samples, shipped_mbppplus) -> list[tuple[bool, bool] | None]:
     """Our (base, plus) per sample; None where not compared."""
-    tasks = {task.metadata["evalplus_task_id"]: task for task in load_mbppplus()}
+    tasks = {task.metadata["evalplus_task_id"]: task for task in shipped_mbppplus}
 
     def judge(sample: dict) -> tuple[bool, bool] | None:
         task = tasks.get(sample["task_id"])

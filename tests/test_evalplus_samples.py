@@ -49,6 +49,7 @@ def bench(tmp_path, spec: BenchSpec, program: str) -> tuple[list[dict], list]:
     return records, write_run_samples(tmp_path)
 
 
+@pytest.mark.usefixtures("shipped_mbppplus")
 def test_mbppplus_samples_are_graded_by_evalplus(tmp_path):
     spec = BenchSpec(tasks="mbppplus", methods=["zero-shot"], budget="programs=1", limit=3)
     records, paths = bench(tmp_path, spec, MBPPPLUS_PROGRAM)

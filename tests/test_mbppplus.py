@@ -46,6 +46,7 @@ def record_of(task_id: str) -> dict:
     return json.loads(shipped_lines()[task_id])
 
 
+@pytest.mark.usefixtures("shipped_mbppplus")
 def test_shipped_tasks_and_splits(caplog):
     with caplog.at_level(logging.WARNING):
         tasks = load_tasks("mbppplus")
@@ -64,6 +65,7 @@ def test_shipped_tasks_and_splits(caplog):
     assert set(MBPPPLUS_SPLIT_NAMES) == set(mbppplus.MBPPPLUS_SPLITS)
 
 
+@pytest.mark.usefixtures("shipped_mbppplus")
 def test_task_prompt_and_tests():
     task = get_task("mbppplus/Mbpp/2")
     assert task.id == "mbppplus/Mbpp/2" and task.entry_point == "similar_elements"
@@ -81,6 +83,7 @@ def test_task_prompt_and_tests():
     assert task.metadata["evalplus_task_id"] == "Mbpp/2"
 
 
+@pytest.mark.usefixtures("shipped_mbppplus")
 @pytest.mark.parametrize(
     "spec", ["mbppplus/2", "mbppplus#Mbpp/2", "mbppplus:validation/Mbpp/2", "mbppplus:validation/2"]
 )
@@ -113,6 +116,7 @@ NOT_NONE_ANSWERS = {
 }
 
 
+@pytest.mark.usefixtures("shipped_mbppplus")
 def test_not_none_tasks_judge_matches_bools_and_none_as_evalplus(sandbox):
     task = get_task("mbppplus/Mbpp/737")
     for program, passes in NOT_NONE_ANSWERS.items():
