@@ -68,24 +68,22 @@ def serial(tmp_path_factory) -> dict:
     return by_key(run_bench(tmp_path_factory.mktemp("serial"), SPEC, bench_tasks(), executor))
 
 
-def test_two_actors_give_the_serial_results(local_ray, serial, tmp_path):
-    records = run_bench(tmp_path, SPEC, bench_tasks(), on_ray())
-    assert same(by_key(records), serial)
-    assert {r["worker"] for r in records} == {"ray-0", "ray-1"}
-    on_disk = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert same(by_key(on_disk), serial)
-    (session,) = json.loads((tmp_path / "run.json").read_text())["sessions"]
-    assert [w["worker"] for w in session["workers"]] == ["ray-0", "ray-1"]
-    assert all(w["isolation"] in {"bwrap", "limited"} for w in session["workers"])
-
-
-def test_a_ray_run_resumes_after_an_interruption(local_ray, serial, tmp_path):
+def test_two_actors_give_the_serial_results_and_resume_after_an_interruption(
+    local_ray, serial, tmp_path
+):
     with pytest.raises(Killed):
         run_bench(tmp_path, SPEC, bench_tasks(), on_ray(), on_result=die_after(4))
     assert len(RunFolder(tmp_path).records()) == 4
     resumed = run_bench(tmp_path, SPEC, bench_tasks(), on_ray())
     assert same(by_key(resumed), serial)
-    assert len(RunFolder(tmp_path).records()) == 12
+    assert {r["worker"] for r in resumed} == {"ray-0", "ray-1"}
+    on_disk = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(on_disk) == 12 and same(by_key(on_disk), serial)
+    sessions = json.loads((tmp_path / "run.json").read_text())["sessions"]
+    for session in sessions:
+        assert [w["worker"] for w in session["workers"]] == ["ray-0", "ray-1"]
+        assert all(w["isolation"] in {"bwrap", "limited"} for w in session["workers"])
+    assert [s["number"] for s in sessions] == [1, 2]
 
 
 def test_pot_bench_ray_cli_with_a_model_directory(local_ray, tiny_model_dir, tmp_path):  # noqa: F811
