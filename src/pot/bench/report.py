@@ -447,13 +447,8 @@ def render(
         "",
         "| first | second | problems | wins | losses | ties | p |",
         "|---|---|---|---|---|---|---|",
+        *paired_rows(records, methods, compare),
     ]
-    for first, second in combinations(methods, 2):
-        c = compare(records, first, second)
-        lines.append(
-            f"| {first} | {second} | {c.problems} | {c.wins} | {c.losses} | {c.ties} "
-            f"| {c.p_value:.3g} |"
-        )
     lines += hidden_lines(records, methods)
     lines += seconds_lines(records, methods)
     lines += learning_lines(records, methods)
@@ -581,14 +576,21 @@ def seconds_lines(records: list[Record], methods: list[str]) -> list[str]:
         "",
         "| first | second | problems at equal seconds | wins | losses | ties | p |",
         "|---|---|---|---|---|---|---|",
+        *paired_rows(records, methods, compare_at_equal_seconds),
     ]
+    return lines
+
+
+def paired_rows(records: list[Record], methods: list[str], rule: Any) -> list[str]:
+    """One table row per pair of methods, compared by `rule` (records, first, second)."""
+    rows = []
     for first, second in combinations(methods, 2):
-        c = compare_at_equal_seconds(records, first, second)
-        lines.append(
+        c = rule(records, first, second)
+        rows.append(
             f"| {first} | {second} | {c.problems} | {c.wins} | {c.losses} | {c.ties} "
             f"| {c.p_value:.3g} |"
         )
-    return lines
+    return rows
 
 
 def learning_lines(records: list[Record], methods: list[str]) -> list[str]:
