@@ -94,11 +94,17 @@ def summarize(records: list[Record], method: str) -> MethodSummary:
 
 def compare(records: list[Record], first: str, second: str) -> PairedComparison:
     """Both methods on the same (task, seed): who passes where the other fails."""
-    outcome = {(r["method"], r["task_id"], r["seed"]): r["hidden_passed"] for r in records}
+    return paired(records, first, second, lambda a, b: (a["hidden_passed"], b["hidden_passed"]))
+
+
+def paired(records: list[Record], first: str, second: str, outcomes: Any) -> PairedComparison:
+    """The sign test over the (task, seed) problems both methods ran; `outcomes(a, b)` gives
+    whether each of the two records passes."""
+    keyed = {(r["method"], r["task_id"], r["seed"]): r for r in records}
     shared = [
-        (outcome[(first, t, s)], outcome[(second, t, s)])
-        for (m, t, s) in outcome
-        if m == first and (second, t, s) in outcome
+        outcomes(a, keyed[(second, t, s)])
+        for (m, t, s), a in keyed.items()
+        if m == first and (second, t, s) in keyed
     ]
     wins = sum(a and not b for a, b in shared)
     losses = sum(b and not a for a, b in shared)
@@ -157,17 +163,12 @@ def passes_at_seconds(record: Record, seconds: float) -> bool:
 def compare_at_equal_seconds(records: list[Record], first: str, second: str) -> PairedComparison:
     """Both methods on the same (task, seed), each judged by the answer it had when the faster
     of the two on that problem had finished: a comparison at equal wall-clock seconds."""
-    keyed = {(r["method"], r["task_id"], r["seed"]): r for r in records}
-    shared = []
-    for (method, task, seed), a in keyed.items():
-        b = keyed.get((second, task, seed))
-        if method == first and b is not None:
-            cut = min(a["costs"]["wall_s"], b["costs"]["wall_s"])
-            shared.append((passes_at_seconds(a, cut), passes_at_seconds(b, cut)))
-    wins = sum(a and not b for a, b in shared)
-    losses = sum(b and not a for a, b in shared)
-    ties = len(shared) - wins - losses
-    return PairedComparison(first, second, len(shared), wins, losses, ties, sign_test(wins, losses))
+
+    def outcomes(a: Record, b: Record) -> tuple[bool, bool]:
+        cut = min(a["costs"]["wall_s"], b["costs"]["wall_s"])
+        return passes_at_seconds(a, cut), passes_at_seconds(b, cut)
+
+    return paired(records, first, second, outcomes)
 
 
 def seconds_points(records: list[Record]) -> list[float]:
