@@ -516,6 +516,8 @@ class Judge:
             self.stop()  # other limits, or a program killed it
         if not self.pid:
             self.start(limits)
+        else:  # the last program's processes are dead now, none can stop it after this
+            self.resume()
         test = json.dumps({key: request[key] for key in JUDGE_KEYS}).encode()
         with contextlib.suppress(OSError):  # it just died: the test finds no record, says so
             send_message(self.connection, test, [calls_w, replies_r])
@@ -537,7 +539,7 @@ class Judge:
             self.stop()
 
     def resume(self) -> None:
-        """After each test: a program may have stopped it (SIGSTOP) for the next one."""
+        """A program may have stopped it (SIGSTOP), also after its test had been answered."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGCONT)
 
@@ -726,9 +728,7 @@ def run_one(request: dict, server: Server, judge: Judge) -> dict:
     limit = request["output_bytes"]
     if kind == "assert":
         record = bytes(buffers.pop(last_r))
-        if stopped == "answered":
-            judge.resume()
-        else:
+        if stopped != "answered":
             judge.stop()  # it may be in the middle of the test
     else:
         os.close(pidfd)
