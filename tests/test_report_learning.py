@@ -206,12 +206,15 @@ def test_equal_seconds_judges_both_at_the_faster_ones_finish():
         # t3: the fast method passes; the slow one has nothing written by 8 s
         timed_record("slow", "t3", 50.0, [("good", 1.0, 20.0, True)]),
         timed_record("fast", "t3", 8.0, [("good", 1.0, 7.0, True)]),
+        # t4: both pass, the slow one 0.7 s after the fast one finished: within the slack
+        timed_record("slow", "t4", 21.0, [("good", 1.0, 20.7, True)]),
+        timed_record("fast", "t4", 20.0, [("good", 1.0, 19.5, True)]),
     ]
     assert passes_at_seconds(records[0], 79.9) is False
     assert passes_at_seconds(records[0], 80.0) is True
     assert passes_at_seconds(records[4], 8.0) is False
     c = compare_at_equal_seconds(records, "slow", "fast")
-    assert (c.problems, c.wins, c.losses, c.ties) == (3, 1, 1, 1)
+    assert (c.problems, c.wins, c.losses, c.ties) == (4, 1, 1, 2)
     assert seconds_points(records) == [15.0, 30.0, 60.0, 100.0]
 
 
