@@ -18,8 +18,12 @@ COMMON=(--set search.max_new_tokens=512 --job-timeout 1800)
 TUNE=(--tasks mbppplus:train --ids 605,608,626,760,762,775 --budget programs=16 --seeds 0)
 # The ablation: every validation task, 32 programs, seed 0.
 ABLATION=(--tasks mbppplus:validation --budget programs=32 --seeds 0)
-# ME-ICPO at k=16 and 32 programs would make two rounds only with k<=16; k=8 makes four.
-ICPO=(--set me-icpo.k=8)
+# ME-ICPO's generations all count as programs: a round is k programs, up to k summaries and
+# entropy_k probes per candidate (k x entropy_k). At the defaults (16, 16) one round is 288 and
+# 32 programs end inside round 1, as best-of-16 with summaries; so did k=8 alone (8 + 8 + 128).
+# k=4, entropy_k=2 costs 16 a round: two full rounds in 32 programs, the second sampled from
+# the context the first built (early termination on a public pass, as for every method).
+ICPO=(--set me-icpo.k=4 --set me-icpo.entropy_k=2)
 
 case "${1:-}" in
   tune)
