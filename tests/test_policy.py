@@ -187,15 +187,25 @@ def test_adapter_reset_snapshot_and_base_weights(policy):
 
 
 def test_the_same_adapter_seed_gives_the_same_initial_adapter(policy):
-    policy.learner.attach_adapter(GRPOConfig().lora_config(), seed=5)
-    first = policy.learner.adapter_state()
-    policy.learner.attach_adapter(GRPOConfig().lora_config(), seed=5)
-    second = policy.learner.adapter_state()
-    policy.learner.attach_adapter(GRPOConfig().lora_config(), seed=6)
-    third = policy.learner.adapter_state()
-    assert first.keys() == second.keys()
+    learner = policy.learner
+    learner.attach_adapter(GRPOConfig().lora_config(), seed=5)
+    first, model = learner.adapter_state(), learner.model
+    with torch.no_grad():  # a trained adapter: attaching the same one again must undo this
+        for param in learner.trainable_parameters():
+            param.add_(0.5)
+    learner.attach_adapter(GRPOConfig().lora_config(), seed=5)
+    second = learner.adapter_state()
+    assert learner.model is model  # the same settings and seed: no second wrap
+    learner.attach_adapter(GRPOConfig().lora_config(), seed=6)
+    third = learner.adapter_state()
+    learner.attach_adapter(GRPOConfig().lora_config(), seed=5)  # wrapped anew from seed 5
+    fourth = learner.adapter_state()
+    assert first.keys() == second.keys() == fourth.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+    assert all(torch.equal(first[k], fourth[k]) for k in first)
     assert not all(torch.equal(first[k], third[k]) for k in first)
+    learner.attach_adapter(GRPOConfig(lora_r=4).lora_config(), seed=5)
+    assert learner.adapter_state()[next(iter(first))].shape != first[next(iter(first))].shape
 
 
 @pytest.mark.slow

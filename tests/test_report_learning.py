@@ -12,6 +12,7 @@ from pot.bench.report import (
     accuracy_by_budget,
     budget_points,
     compare_at_equal_seconds,
+    equal_seconds_cut,
     passes_at_seconds,
     seconds_points,
     some_passes_at_budget,
@@ -206,16 +207,20 @@ def test_equal_seconds_judges_both_at_the_faster_ones_finish():
         # t3: the fast method passes; the slow one has nothing written by 8 s
         timed_record("slow", "t3", 50.0, [("good", 1.0, 20.0, True)]),
         timed_record("fast", "t3", 8.0, [("good", 1.0, 7.0, True)]),
-        # t4: both pass, the slow one 0.7 s after the fast one finished: within the slack
-        timed_record("slow", "t4", 21.0, [("good", 1.0, 20.7, True)]),
+        # t4: both pass, the slow one 1.9 s after the fast one finished: within the slack
+        timed_record("slow", "t4", 22.0, [("good", 1.0, 21.9, True)]),
         timed_record("fast", "t4", 20.0, [("good", 1.0, 19.5, True)]),
+        # t5: 10 % of a long solve is more than 2 s: 9 s after the fast one's 100 s still counts
+        timed_record("slow", "t5", 120.0, [("good", 1.0, 109.0, True)]),
+        timed_record("fast", "t5", 100.0, [("good", 1.0, 99.0, True)]),
     ]
+    assert equal_seconds_cut(7.0) == 9.0 and equal_seconds_cut(100.0) == pytest.approx(110.0)
     assert passes_at_seconds(records[0], 79.9) is False
     assert passes_at_seconds(records[0], 80.0) is True
     assert passes_at_seconds(records[4], 8.0) is False
     c = compare_at_equal_seconds(records, "slow", "fast")
-    assert (c.problems, c.wins, c.losses, c.ties) == (4, 1, 1, 2)
-    assert seconds_points(records) == [15.0, 30.0, 60.0, 100.0]
+    assert (c.problems, c.wins, c.losses, c.ties) == (5, 1, 1, 3)
+    assert seconds_points(records) == [15.0, 30.0, 60.0, 120.0]
 
 
 def test_equal_seconds_section_recomputed_from_the_records(reported):

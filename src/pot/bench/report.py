@@ -161,19 +161,24 @@ def passes_at_seconds(record: Record, seconds: float) -> bool:
 
 
 # Wall-clock seconds of the same work differ by more than this between runs on a shared
-# machine: an answer written up to 10 % after the faster method's finish counts as in time.
-# Without it, two methods that write the same passing program in their first expansion, one a
-# second later (sampling with a live adapter is slower), would count as a win.
-EQUAL_SECONDS_SLACK = 1.1
+# machine: an answer written up to 10 % or 2 s (the larger) after the faster method's finish
+# counts as in time. Without it, two methods that write the same passing program in their
+# first expansion, one a second later, would count as a win.
+EQUAL_SECONDS_SLACK = (0.10, 2.0)
+
+
+def equal_seconds_cut(faster_s: float) -> float:
+    share, seconds = EQUAL_SECONDS_SLACK
+    return max(faster_s * (1 + share), faster_s + seconds)
 
 
 def compare_at_equal_seconds(records: list[Record], first: str, second: str) -> PairedComparison:
     """Both methods on the same (task, seed), each judged by the answer it had when the faster
-    of the two on that problem had finished (plus `EQUAL_SECONDS_SLACK`): a comparison at
+    of the two on that problem had finished (`equal_seconds_cut`): a comparison at
     equal wall-clock seconds."""
 
     def outcomes(a: Record, b: Record) -> tuple[bool, bool]:
-        cut = min(a["costs"]["wall_s"], b["costs"]["wall_s"]) * EQUAL_SECONDS_SLACK
+        cut = equal_seconds_cut(min(a["costs"]["wall_s"], b["costs"]["wall_s"]))
         return passes_at_seconds(a, cut), passes_at_seconds(b, cut)
 
     return paired(records, first, second, outcomes)
@@ -580,7 +585,7 @@ def seconds_lines(records: list[Record], methods: list[str]) -> list[str]:
     lines += [
         "",
         "Paired at equal seconds: on each problem both methods are judged by the answer each",
-        f"had when the faster of the two had finished (+{EQUAL_SECONDS_SLACK - 1:.0%}: timings on",
+        "had when the faster of the two had finished, plus 10 % or 2 s, the larger (timings on",
         "a shared machine vary by more). Wins: the first passes and the second fails. p: exact",
         "two-sided sign test.",
         "",

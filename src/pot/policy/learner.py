@@ -3,6 +3,7 @@ passes GRPO trains on. Rollout engines sample from it (pot.policy.lora_policy co
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,7 @@ class Learner:
         self.pad_token_id: int = pad if pad is not None else tokenizer.eos_token_id
         self.eos_token_ids = _eos_token_ids(model, tokenizer)
         self._initial_adapter: AdapterState | None = None
+        self._attached: tuple[LoraConfig, int] | None = None  # the adapter's settings and seed
         self.checkpointing = False  # enable_gradient_checkpointing
         # the log-prob code applies lm_head to hidden states, as these models' heads do
         config = model.config
@@ -248,7 +250,13 @@ class Learner:
     # --- adapter lifecycle ---------------------------------------------------------------
 
     def attach_adapter(self, lora: LoraConfig, *, seed: int = 0) -> None:
-        """Wrap the base model with a fresh LoRA adapter (seeded init); base weights freeze."""
+        """A fresh LoRA adapter (seeded init) on the frozen base model. The same settings and
+        seed as the attached adapter's only restore its initial weights: wrapping the model
+        again costs ~1 s a problem and gives the same weights."""
+        if self.has_adapter and self._attached == (lora, seed):
+            self.reset_adapter()
+            return
+        self._attached = (copy.deepcopy(lora), seed)  # peft expands the config it is given
         base = self.model.unload() if self.has_adapter else self.model
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             # peft calls a transformers method that transformers 5 deprecates: not ours to fix
