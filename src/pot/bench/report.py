@@ -582,10 +582,12 @@ def seconds_lines(records: list[Record], methods: list[str]) -> list[str]:
         wall = mean([r["costs"]["wall_s"] for r in mine])
         values = [mean([passes_at_seconds(r, t) for r in mine]) for t in points]
         lines.append(f"| {method} | {wall:.1f} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    share, slack_s = EQUAL_SECONDS_SLACK
     lines += [
         "",
         "Paired at equal seconds: on each problem both methods are judged by the answer each",
-        "had when the faster of the two had finished, plus 10 % or 2 s, the larger (timings on",
+        f"had when the faster of the two had finished, plus {share:.0%} or {slack_s:g} s, the "
+        "larger (timings on",
         "a shared machine vary by more). Wins: the first passes and the second fails. p: exact",
         "two-sided sign test.",
         "",
